@@ -1,0 +1,67 @@
+# The two commands:  make lab   (set up, open the course)   make test   (set up, run every test)
+# Set-up is a virtual environment in .venv, made once and refreshed when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_VERSION ?= 2.13.0
+# PyTorch: with an NVIDIA GPU (nvidia-smi on PATH), PyPI's default build, which bundles CUDA.
+# Without one, a wheel already on this machine (pip's find-links) or PyTorch's CPU-only index,
+# so a laptop does not download several GB of CUDA libraries it cannot use.
+HAS_NVIDIA := $(shell command -v nvidia-smi 2>/dev/null)
+CPU_INDEX := https://download.pytorch.org/whl/cpu
+
+.PHONY: setup lab test test-fast lint exercises data gpu-check bench clean help
+
+help:
+	@echo "make lab        set up and open JupyterLab on notebooks/"
+	@echo "make test       set up and run the whole suite (package, notebooks, exercises, lint)"
+	@echo "make exercises  regenerate exercises/ from solutions/"
+	@echo "make gpu-check  on a CUDA machine: model tests on the GPU and a short GPU training run"
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	@if $(BIN)/python -c "import torch" 2>/dev/null; then \
+	  echo "torch already installed: $$($(BIN)/python -c 'import torch; print(torch.__version__)')"; \
+	elif [ -n "$(HAS_NVIDIA)" ]; then \
+	  echo "NVIDIA GPU found: installing torch $(TORCH_VERSION) with CUDA"; \
+	  $(BIN)/pip install --quiet "torch==$(TORCH_VERSION)"; \
+	elif $(BIN)/pip install --quiet --no-index --no-deps "torch==$(TORCH_VERSION)" 2>/dev/null; then \
+	  echo "installed torch $(TORCH_VERSION) from a wheel on this machine"; \
+	else \
+	  echo "no NVIDIA GPU: installing the CPU build of torch $(TORCH_VERSION)"; \
+	  $(BIN)/pip install --quiet "torch==$(TORCH_VERSION)" --extra-index-url $(CPU_INDEX); \
+	fi
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+# The full suite: package tests, every notebook (FAST mode) under nbval, exercise checks, lint.
+test: setup
+	$(BIN)/ruff check minigpt tests notebooks solutions
+	$(BIN)/python -m minigpt.exercises --check
+	MINIGPT_FAST=1 MINIGPT_REQUIRE_ALL_NOTEBOOKS=1 $(BIN)/python -m pytest
+
+# Package tests only (no notebooks): quick feedback while editing minigpt/.
+test-fast: setup
+	$(BIN)/python -m pytest tests -p no:nbval -o addopts=""
+
+lint: setup
+	$(BIN)/ruff check minigpt tests notebooks solutions
+
+exercises: setup
+	$(BIN)/python -m minigpt.exercises
+
+data: setup
+	$(BIN)/python -m minigpt data
+
+gpu-check: setup
+	$(BIN)/python -m minigpt gpu-check
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

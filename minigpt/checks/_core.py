@@ -1,0 +1,80 @@
+"""The machinery behind the check cells: count passed checks, fail with a hint."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+class CheckFailed(AssertionError):
+    """An exercise answer did not pass; the message says what to look at."""
+
+
+class Check:
+    """Collects the checks for one exercise.
+
+    >>> c = Check("add_k_probs")
+    >>> c.that(True, "rows must sum to 1")
+    >>> c.done()
+    ✓ add_k_probs: all 1 checks passed
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self.count = 0
+
+    def fail(self, hint: str):
+        raise CheckFailed(f"✗ {self.name}: {hint}")
+
+    def that(self, condition: bool, hint: str):
+        """One check: fails with ``hint`` when ``condition`` is false."""
+        self.count += 1
+        if not condition:
+            self.fail(hint)
+
+    def call(self, fn, *args, **kwargs):
+        """Call the learner's function, turning a crash into a hint instead of a traceback maze."""
+        try:
+            return fn(*args, **kwargs)
+        except NotImplementedError:
+            self.fail("not implemented yet: replace `raise NotImplementedError()` with your code")
+        except CheckFailed:
+            raise
+        except Exception as e:  # the learner's code raised: say what and where to look
+            self.fail(f"your function raised {type(e).__name__}: {e}")
+
+    def shape(self, value, expected: tuple, what: str = "the result"):
+        """Check ``value`` is a tensor/array of shape ``expected``."""
+        got = tuple(getattr(value, "shape", ()))
+        self.that(hasattr(value, "shape"), f"{what} should be a tensor, got {type(value).__name__}")
+        self.that(got == tuple(expected), f"{what} has shape {got}, expected {tuple(expected)}")
+
+    def close(self, value, reference, what: str = "the result", atol: float = 1e-4, rtol: float = 1e-4):
+        """Check ``value`` is close to ``reference``; the hint names the first mismatch, not the answer."""
+        value = torch.as_tensor(value).double()
+        reference = torch.as_tensor(reference).double()
+        self.shape(value, tuple(reference.shape), what)
+        self.count += 1
+        ok = torch.isclose(value, reference, atol=atol, rtol=rtol) | (value.isnan() & reference.isnan())
+        if not bool(ok.all()):
+            bad = (~ok).nonzero()[0].tolist()
+            where = f"at index {tuple(bad)}" if bad else ""
+            n_bad = int((~ok).sum())
+            self.fail(f"{what} differs from the reference {where} (your value {value[tuple(bad)].item():.4g}); "
+                      f"{n_bad} of {value.numel()} entries are off")
+
+    def number(self, value, reference: float, what: str, tol: float):
+        """Check a scalar is within ``tol`` of ``reference`` without printing the reference."""
+        self.count += 1
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{what} should be a number, got {type(value).__name__}")
+        if math.isnan(value) or abs(value - reference) > tol:
+            direction = "too high" if value > reference else "too low"
+            self.fail(f"{what} = {value:.4f} is {direction} (allowed error {tol:g})")
+
+    def done(self):
+        """Print the one-line pass."""
+        print(f"✓ {self.name}: all {self.count} checks passed")

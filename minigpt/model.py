@@ -1,0 +1,262 @@
+"""A GPT in one file, with GPT-2's parameter names so weights map one to one to Hugging Face.
+
+    idx (B, T) -> wte + wpe -> n_layer x Block -> ln_f -> lm_head (tied to wte) -> logits (B, T, V)
+    Block: x = x + attn(ln_1(x));  x = x + mlp(ln_2(x))          (pre-LayerNorm, as in GPT-2)
+
+Attention has two paths that compute the same thing:
+- ``"sdpa"``: ``F.scaled_dot_product_attention`` (fused kernels, flash attention on GPUs);
+- ``"math"``: softmax(Q K^T / sqrt(d_k)) V written out, for teaching and for returning the weights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class GPTConfig:
+    """Sizes of a GPT. Defaults are nanoGPT's "baby GPT" for Tiny Shakespeare characters."""
+
+    block_size: int = 256  # longest context, in tokens
+    vocab_size: int = 65
+    n_layer: int = 6
+    n_head: int = 6
+    n_embd: int = 384
+    dropout: float = 0.0
+    bias: bool = True  # biases in Linear and LayerNorm layers, as GPT-2 has
+    attn_impl: str = "sdpa"  # "sdpa" or "math"
+
+    def __post_init__(self):
+        for field in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"GPTConfig.{field} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head != 0:
+            lo = self.n_embd // self.n_head * self.n_head
+            hint = f"e.g. n_embd={lo or self.n_head} or n_embd={lo + self.n_head}"
+            raise ValueError(
+                f"GPTConfig: n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}); {hint}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
+        if self.attn_impl not in ("sdpa", "math"):
+            raise ValueError(f"GPTConfig.attn_impl must be 'sdpa' or 'math', got {self.attn_impl!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GPTConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"GPTConfig: unknown fields {sorted(unknown)}; known fields are {sorted(known)}")
+        return cls(**d)
+
+
+def count_params(config: GPTConfig) -> int:
+    """Number of parameters from the formula (tied embeddings counted once).
+
+    Per block: 12 C^2 weights (attention 4 C^2, MLP 8 C^2), plus 13 C for biases and LayerNorms
+    (2 C without biases: the two LayerNorm gains).
+    """
+    C, L, V, T = config.n_embd, config.n_layer, config.vocab_size, config.block_size
+    per_block = 12 * C * C + (13 * C if config.bias else 2 * C)
+    ln_f = 2 * C if config.bias else C
+    return V * C + T * C + L * per_block + ln_f
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm with an optional bias (PyTorch's ``nn.LayerNorm`` gained ``bias=`` only in 2.1)."""
+
+    def __init__(self, ndim: int, bias: bool):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ndim))
+        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
+
+    def forward(self, x):
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head masked self-attention: each position attends only to itself and the past."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.n_head = config.n_head
+        self.n_embd = config.n_embd
+        self.dropout = config.dropout
+        self.attn_impl = config.attn_impl
+        # Q, K and V for all heads in one matrix multiply: (C) -> (3C)
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.attn_dropout = nn.Dropout(config.dropout)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        mask = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
+        self.register_buffer("mask", mask.view(1, 1, config.block_size, config.block_size), persistent=False)
+
+    def forward(self, x, return_weights: bool = False):
+        B, T, C = x.shape
+        hs = C // self.n_head
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # 3 x (B, T, C)
+        q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        att = None
+        if self.attn_impl == "sdpa" and not return_weights:
+            y = F.scaled_dot_product_attention(
+                q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
+            )
+        else:
+            # Dividing by sqrt(hs) keeps the scores' variance near 1, so softmax does not saturate.
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)  # (B, nh, T, T)
+            att = att.masked_fill(~self.mask[:, :, :T, :T], float("-inf"))
+            att = F.softmax(att, dim=-1)
+            y = self.attn_dropout(att) @ v  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads side by side
+        y = self.resid_dropout(self.c_proj(y))
+        return (y, att) if return_weights else y
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward: C -> 4C -> GELU (tanh approximation, as GPT-2) -> C."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: the residual stream is only ever added to."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x, return_weights: bool = False):
+        if return_weights:
+            a, att = self.attn(self.ln_1(x), return_weights=True)
+            x = x + a
+            return x + self.mlp(self.ln_2(x)), att
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    """A GPT-2-style language model: ``forward(idx, targets)`` gives ``(logits, loss)``."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(config.vocab_size, config.n_embd),  # token embeddings
+                wpe=nn.Embedding(config.block_size, config.n_embd),  # learned positions
+                drop=nn.Dropout(config.dropout),
+                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+                ln_f=LayerNorm(config.n_embd, bias=config.bias),
+            )
+        )
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # Weight tying (Press & Wolf 2017): the output layer reuses the token embeddings, as GPT-2.
+        self.transformer.wte.weight = self.lm_head.weight
+        self.apply(self._init_weights)
+        # GPT-2: residual projections are scaled by 1/sqrt(2 n_layer), because each block adds two
+        # of them to the residual stream and its variance would otherwise grow with depth.
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                torch.nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Parameter count (tied weights once); ``non_embedding`` leaves out the position embeddings."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.transformer.wpe.weight.numel()
+        return n
+
+    def _check_length(self, T: int):
+        if T > self.config.block_size:
+            raise ValueError(
+                f"sequence of length {T} is longer than block_size {self.config.block_size}; "
+                "crop the input to the last block_size tokens"
+            )
+
+    def forward(self, idx, targets=None):
+        """Logits (B, T, V) for token ids (B, T); with ``targets`` (B, T) also the mean cross-entropy.
+
+        Targets equal to -1 are ignored in the loss.
+        """
+        B, T = idx.shape
+        self._check_length(T)
+        pos = torch.arange(T, device=idx.device)  # (T,)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
+        for block in self.transformer.h:
+            x = block(x)
+        x = self.transformer.ln_f(x)
+        logits = self.lm_head(x)  # (B, T, V)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
+        return logits, loss
+
+    @torch.no_grad()
+    def attention_weights(self, idx) -> list[torch.Tensor]:
+        """The attention weights of every layer for ``idx`` (B, T): a list of n_layer (B, nh, T, T)."""
+        B, T = idx.shape
+        self._check_length(T)
+        pos = torch.arange(T, device=idx.device)
+        x = self.transformer.wte(idx) + self.transformer.wpe(pos)
+        weights = []
+        for block in self.transformer.h:
+            x, att = block(x, return_weights=True)
+            weights.append(att)
+        return weights
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 generator: torch.Generator | None = None):
+        """Append ``max_new_tokens`` sampled tokens to ``idx`` (B, T); returns (B, T + max_new_tokens).
+
+        ``temperature`` 0 means greedy; ``top_k`` keeps only the k most likely tokens.
+        """
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        for _ in range(max_new_tokens):
+            idx_cond = idx[:, -self.config.block_size:]  # the model sees at most block_size tokens
+            logits, _ = self(idx_cond)
+            logits = logits[:, -1, :].float()  # (B, V)
+            if temperature == 0:
+                idx_next = logits.argmax(dim=-1, keepdim=True)
+            else:
+                logits = logits / temperature
+                if top_k is not None:
+                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                    logits[logits < v[:, [-1]]] = float("-inf")
+                probs = F.softmax(logits, dim=-1)
+                if generator is not None and generator.device != probs.device:
+                    idx_next = torch.multinomial(probs.cpu(), 1, generator=generator).to(probs.device)
+                else:
+                    idx_next = torch.multinomial(probs, 1, generator=generator)
+            idx = torch.cat((idx, idx_next), dim=1)
+        return idx

@@ -1,0 +1,61 @@
+"""Small helpers every lesson uses: FAST mode, device choice, seeding."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def fast_mode() -> bool:
+    """True when ``MINIGPT_FAST`` is set to 1 (the test suite's small, quick version of each lesson).
+
+    When ``MINIGPT_FAST_LOG`` names a file, one line is appended to it, so the test suite can
+    prove that every notebook really ran in FAST mode.
+    """
+    fast = os.environ.get("MINIGPT_FAST", "").strip().lower() in _TRUE
+    log = os.environ.get("MINIGPT_FAST_LOG")
+    if log:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(f"fast={int(fast)} pid={os.getpid()}\n")
+    return fast
+
+
+def get_device(preferred: str | None = None) -> torch.device:
+    """Pick a device: ``preferred`` or ``MINIGPT_DEVICE`` if given, else CUDA, then MPS, then CPU."""
+    name = preferred or os.environ.get("MINIGPT_DEVICE") or ""
+    if name:
+        dev = torch.device(name)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {name!r} was asked for, but CUDA is not available here; use 'cpu'")
+        if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise RuntimeError(f"device {name!r} was asked for, but MPS is not available here; use 'cpu'")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def describe_device(device: torch.device) -> str:
+    """One line naming the device, e.g. ``cuda (NVIDIA H100, bf16)`` or ``cpu (8 threads)``."""
+    if device.type == "cuda":
+        idx = device.index if device.index is not None else torch.cuda.current_device()
+        bf16 = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return f"cuda ({torch.cuda.get_device_name(idx)}, {bf16})"
+    if device.type == "mps":
+        return "mps (Apple GPU)"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and PyTorch; return a ``torch.Generator`` seeded the same way."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
