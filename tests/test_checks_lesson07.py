@@ -1,0 +1,252 @@
+"""Lesson 07's checks accept the reference answers and reject the typical mistakes."""
+
+import math
+
+import pytest
+import torch
+
+from minigpt import checks as check
+from minigpt.checks import CheckFailed
+
+# ---------------------------------------------------------------- the learning-rate schedule
+
+
+def _decay_end(cfg):
+    return getattr(cfg, "lr_decay_iters", None) or cfg.max_iters
+
+
+def test_lr_schedule_accepts_the_trainers_own_get_lr(capsys):
+    from minigpt.train import get_lr
+
+    check.lr_schedule(get_lr)
+    assert "✓ lr_schedule" in capsys.readouterr().out
+
+
+def test_lr_schedule_rejects_a_cosine_that_ends_at_zero():
+    from minigpt.train import get_lr
+
+    def to_zero(step, cfg):
+        lr = get_lr(step, cfg)
+        # rescale the decay so it ends at 0 instead of min_lr
+        if step >= cfg.warmup_iters:
+            return (lr - cfg.min_lr) * cfg.learning_rate / (cfg.learning_rate - cfg.min_lr)
+        return lr
+
+    with pytest.raises(CheckFailed, match="min_lr"):
+        check.lr_schedule(to_zero)
+
+
+def test_lr_schedule_rejects_a_schedule_without_warmup():
+    from minigpt.train import get_lr
+
+    def no_warmup(step, cfg):
+        return cfg.learning_rate if step < cfg.warmup_iters else get_lr(step, cfg)
+
+    with pytest.raises(CheckFailed, match="during warmup"):
+        check.lr_schedule(no_warmup)
+
+
+def test_lr_schedule_rejects_a_schedule_that_keeps_decaying_past_the_end():
+    from minigpt.train import get_lr
+
+    def keeps_going(step, cfg):
+        end = _decay_end(cfg)
+        if step <= end:
+            return get_lr(step, cfg)
+        ratio = (step - cfg.warmup_iters) / (end - cfg.warmup_iters)
+        return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * ratio)) * (cfg.learning_rate - cfg.min_lr)
+
+    with pytest.raises(CheckFailed, match="after the decay has ended"):
+        check.lr_schedule(keeps_going)
+
+
+def test_lr_schedule_reports_an_unfinished_exercise():
+    def todo(step, cfg):
+        raise NotImplementedError()
+
+    with pytest.raises(CheckFailed, match="not implemented yet"):
+        check.lr_schedule(todo)
+
+
+# ---------------------------------------------------------------- tokens per optimizer step
+
+
+def test_tokens_per_step_accepts_the_product(capsys):
+    check.tokens_per_step(lambda b, t, a, w: b * t * a * w)
+    assert "✓ tokens_per_step" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        (lambda b, t, a, w: b * t * a, "world_size"),
+        (lambda b, t, a, w: b * t * w, "grad_accum_steps"),
+        (lambda b, t, a, w: b * (t - 1) * a * w, "too low"),
+        (lambda b, t, a, w: float(b * t * a * w), "int"),
+    ],
+)
+def test_tokens_per_step_rejects_forgotten_factors(wrong, hint):
+    with pytest.raises(CheckFailed, match=hint):
+        check.tokens_per_step(wrong)
+
+
+# ---------------------------------------------------------------- gradient accumulation
+
+
+def _accumulate(model, x, y, accum_steps, scale=True, mean=True):
+    total = 0.0
+    for xb, yb in zip(x.chunk(accum_steps), y.chunk(accum_steps)):
+        _, loss = model(xb, yb)
+        (loss / accum_steps if scale else loss).backward()
+        total += loss.item()
+    return total / accum_steps if mean else total
+
+
+def test_accumulate_grads_accepts_scaled_micro_batches(capsys):
+    check.accumulate_grads(_accumulate)
+    assert "✓ accumulate_grads" in capsys.readouterr().out
+
+
+def test_accumulate_grads_rejects_unscaled_losses():
+    with pytest.raises(CheckFailed, match="too large"):
+        check.accumulate_grads(lambda m, x, y, a: _accumulate(m, x, y, a, scale=False))
+
+
+def test_accumulate_grads_rejects_a_summed_loss():
+    with pytest.raises(CheckFailed, match="sum over micro-batches"):
+        check.accumulate_grads(lambda m, x, y, a: _accumulate(m, x, y, a, mean=False))
+
+
+def test_accumulate_grads_rejects_only_the_first_micro_batch():
+    def first_only(model, x, y, accum_steps):
+        xb, yb = x.chunk(accum_steps)[0], y.chunk(accum_steps)[0]
+        _, loss = model(xb, yb)
+        loss.backward()
+        return loss.item()
+
+    with pytest.raises(CheckFailed, match="differs from a full-batch backward"):
+        check.accumulate_grads(first_only)
+
+
+# ---------------------------------------------------------------- gradient clipping
+
+
+def _clip(params, max_norm, per_tensor=False, return_after=False):
+    params = [p for p in params if p.grad is not None]
+    total = torch.sqrt(sum((p.grad.detach() ** 2).sum() for p in params))
+    for p in params:
+        norm = p.grad.norm() if per_tensor else total
+        coef = max_norm / (norm + 1e-6)
+        if coef < 1:
+            p.grad.mul_(coef)
+    if return_after:
+        return torch.sqrt(sum((p.grad.detach() ** 2).sum() for p in params)).item()
+    return total.item()
+
+
+def test_clip_global_norm_accepts_the_reference_and_torch(capsys):
+    check.clip_global_norm(_clip)
+    check.clip_global_norm(lambda ps, m: torch.nn.utils.clip_grad_norm_(ps, m).item())
+    out = capsys.readouterr().out
+    assert out.count("✓ clip_global_norm") == 2
+
+
+def test_clip_global_norm_rejects_per_tensor_clipping():
+    with pytest.raises(CheckFailed, match="different factors"):
+        check.clip_global_norm(lambda ps, m: _clip(ps, m, per_tensor=True))
+
+
+def test_clip_global_norm_rejects_the_norm_after_clipping():
+    with pytest.raises(CheckFailed, match="after clipping"):
+        check.clip_global_norm(lambda ps, m: _clip(ps, m, return_after=True))
+
+
+def test_clip_global_norm_rejects_always_rescaling():
+    def always(params, max_norm):
+        params = list(params)
+        total = torch.sqrt(sum((p.grad ** 2).sum() for p in params))
+        for p in params:
+            p.grad.mul_(max_norm / (total + 1e-6))
+        return total.item()
+
+    with pytest.raises(CheckFailed, match="unchanged"):
+        check.clip_global_norm(always)
+
+
+# ---------------------------------------------------------------- 6·N·D
+
+
+def _days(n, d, g, peak, mfu):
+    return 6 * n * d / (g * peak * mfu) / 86400
+
+
+def test_training_days_accepts_six_n_d(capsys):
+    check.training_days(_days)
+    assert "✓ training_days" in capsys.readouterr().out
+    # GPT-3 on 1024 A100s at 40% MFU: about a month (Narayanan et al. 2021 estimate 34 days at 44%).
+    assert 25 < _days(175e9, 300e9, 1024, 312e12, 0.4) < 32
+
+
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        (lambda n, d, g, p, m: 2 * n * d / (g * p * m) / 86400, "forward pass only"),
+        (lambda n, d, g, p, m: 6 * n * d / (g * p * m), "seconds"),
+        (lambda n, d, g, p, m: 6 * n * d / (g * p * m) / 3600, "hours"),
+        (lambda n, d, g, p, m: 6 * n * d * m / (g * p) / 86400, "mfu"),
+        (lambda n, d, g, p, m: 6 * n * d / (p * m) / 86400, "factor"),
+    ],
+)
+def test_training_days_rejects_typical_slips(wrong, hint):
+    with pytest.raises(CheckFailed, match=hint):
+        check.training_days(wrong)
+
+
+# ---------------------------------------------------------------- loss spikes
+
+
+def _spike(losses, ratio):
+    best = math.inf
+    for i, v in enumerate(losses):
+        if i > 0 and v > ratio * best:
+            return i
+        best = min(best, v)
+    return None
+
+
+def test_find_loss_spike_accepts_the_running_minimum(capsys):
+    check.find_loss_spike(_spike)
+    assert "✓ find_loss_spike" in capsys.readouterr().out
+
+
+def test_find_loss_spike_rejects_comparing_with_the_previous_step_only():
+    def previous_only(losses, ratio):
+        for i in range(1, len(losses)):
+            if losses[i] > ratio * losses[i - 1]:
+                return i
+        return None
+
+    with pytest.raises(CheckFailed, match="lowest"):
+        check.find_loss_spike(previous_only)
+
+
+def test_find_loss_spike_rejects_returning_the_loss_value():
+    def value(losses, ratio):
+        i = _spike(losses, ratio)
+        return None if i is None else losses[i]
+
+    with pytest.raises(CheckFailed, match="index"):
+        check.find_loss_spike(value)
+
+
+def test_find_loss_spike_rejects_greater_or_equal():
+    def ge(losses, ratio):
+        best = math.inf
+        for i, v in enumerate(losses):
+            if i > 0 and v >= ratio * best:
+                return i
+            best = min(best, v)
+        return None
+
+    with pytest.raises(CheckFailed):
+        check.find_loss_spike(ge)
