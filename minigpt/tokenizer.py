@@ -77,8 +77,8 @@ class CharTokenizer:
         """Read a vocabulary written by :meth:`save`."""
         try:
             d = json.loads(Path(path).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} is not a character tokenizer file (not valid JSON: {e})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path} is not a character tokenizer file (not UTF-8 JSON: {e})") from None
         return cls.from_dict(d)
 
     def __repr__(self) -> str:

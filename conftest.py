@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent
 NOTEBOOK_DIRS = ("notebooks", "solutions")
 
 os.environ["MINIGPT_FAST"] = "1"
