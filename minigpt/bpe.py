@@ -1,0 +1,544 @@
+"""Byte-level byte-pair encoding (BPE), as in GPT-2 and GPT-4, written to be read (after minbpe).
+
+Text becomes UTF-8 bytes, so every string has an encoding and there is no unknown token. Training
+starts from the 256 byte values and repeatedly merges the most frequent adjacent pair into a new
+token. An optional regex first splits the text into chunks (words, numbers, punctuation, spaces)
+so that no merge crosses a chunk boundary; the GPT-2 and GPT-4 patterns are built in.
+
+Training is incremental: the text is reduced to its distinct chunks with their counts, and after
+each merge only the chunks that contain the merged pair are recounted, instead of every pair of
+the whole corpus. Ties between equally frequent pairs go to the smallest pair ``(a, b)``.
+
+    tok = train(text, vocab_size=512)          # 256 bytes + 256 merges
+    ids = tok.encode("To be, or not to be")
+    assert tok.decode(ids) == "To be, or not to be"
+    tok.save("shakespeare512.json"); tok = BPETokenizer.load("shakespeare512.json")
+
+Strings that are not valid Unicode (Python allows lone surrogates such as ``"\\ud800"``) cannot be
+written as UTF-8; like tiktoken, :meth:`BPETokenizer.encode` replaces each such code point with
+U+FFFD. For every other string, ``decode(encode(text)) == text``. ``decode`` of an arbitrary id
+sequence may cut a character's bytes in half; those bytes also decode to U+FFFD.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import regex
+
+# The pre-split patterns of GPT-2 and GPT-4 (cl100k_base), as published in tiktoken.
+GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+GPT4_SPLIT_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|"""
+    r"""\s+(?!\S)|\s+"""
+)
+PATTERNS = {"gpt2": GPT2_SPLIT_PATTERN, "gpt4": GPT4_SPLIT_PATTERN, "none": None}
+
+FORMAT = "minigpt-bpe"
+FORMAT_VERSION = 1
+
+
+def get_stats(ids, counts: dict | None = None, weight: int = 1) -> dict:
+    """Count adjacent pairs: ``[1, 2, 3, 1, 2] -> {(1, 2): 2, (2, 3): 1, (3, 1): 1}``."""
+    counts = {} if counts is None else counts
+    for pair in zip(ids, ids[1:]):
+        counts[pair] = counts.get(pair, 0) + weight
+    return counts
+
+
+def merge(ids, pair: tuple[int, int], idx: int) -> list[int]:
+    """Replace every occurrence of ``pair`` in ``ids`` (left to right, no overlaps) by ``idx``."""
+    a, b = pair
+    out, i, n = [], 0, len(ids)
+    while i < n:
+        if i < n - 1 and ids[i] == a and ids[i + 1] == b:
+            out.append(idx)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+def _resolve_pattern(pattern: str | None) -> str | None:
+    """A pattern name (``gpt2``, ``gpt4``, ``none``) or a regex string -> the regex, or None."""
+    if pattern is None:
+        return None
+    if pattern in PATTERNS:
+        return PATTERNS[pattern]
+    try:
+        regex.compile(pattern)
+    except regex.error as e:
+        raise ValueError(f"pattern {pattern!r} is neither one of {sorted(PATTERNS)} nor a valid regex: {e}") from None
+    return pattern
+
+
+def _to_utf8(text: str) -> bytes:
+    """UTF-8 bytes of ``text``; lone surrogates (not valid Unicode) become U+FFFD, as in tiktoken."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode("utf-8")
+
+
+def _sanitize(text: str) -> str:
+    return _to_utf8(text).decode("utf-8")
+
+
+class BPETokenizer:
+    """A trained byte-level BPE: ``merges`` in rank order, an optional split pattern, special tokens.
+
+    Token ids 0-255 are the bytes; merge ``i`` creates id ``256 + i``; special tokens come after.
+    """
+
+    def __init__(self, merges=(), pattern: str | None = "gpt4", special_tokens: dict[str, int] | None = None):
+        self.pattern = _resolve_pattern(pattern)
+        self._compiled = regex.compile(self.pattern) if self.pattern else None
+        self.merges: dict[tuple[int, int], int] = {}
+        self.vocab: dict[int, bytes] = {i: bytes([i]) for i in range(256)}
+        for i, pair in enumerate(merges):
+            a, b = (int(x) for x in pair)
+            idx = 256 + i
+            if a not in self.vocab or b not in self.vocab:
+                raise ValueError(f"merge {i} ({a}, {b}) uses a token that does not exist yet (ids < {idx})")
+            if (a, b) in self.merges:
+                raise ValueError(f"merge {i} ({a}, {b}) appears twice")
+            self.merges[(a, b)] = idx
+            self.vocab[idx] = self.vocab[a] + self.vocab[b]
+        self.special_tokens: dict[str, int] = {}
+        self.inverse_special: dict[int, str] = {}
+        self.register_special_tokens(special_tokens or {})
+        self._cache: dict[bytes, list[int]] = {}
+
+    # ---- vocabulary ---------------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids: 256 bytes + merges + special tokens."""
+        return 256 + len(self.merges) + len(self.special_tokens)
+
+    def register_special_tokens(self, special_tokens: dict[str, int] | list[str]) -> None:
+        """Add special tokens, e.g. ``["<|endoftext|>"]`` (ids assigned after the merges) or a dict."""
+        if not isinstance(special_tokens, dict):
+            special_tokens = {s: self.vocab_size + i for i, s in enumerate(special_tokens)}
+        for s, i in special_tokens.items():
+            i = int(i)
+            if not s:
+                raise ValueError("a special token must be a non-empty string")
+            if i < 256 + len(self.merges) or i in self.inverse_special:
+                raise ValueError(f"special token {s!r} has id {i}, which is already taken; "
+                                 f"use ids from {256 + len(self.merges)} on")
+            self.special_tokens[s] = i
+            self.inverse_special[i] = s
+        self._special_re = None
+        if self.special_tokens:
+            alts = sorted(self.special_tokens, key=len, reverse=True)
+            self._special_re = regex.compile("(" + "|".join(regex.escape(s) for s in alts) + ")")
+
+    def token_bytes(self, idx: int) -> bytes:
+        """The bytes token ``idx`` stands for (a special token's UTF-8 text)."""
+        if idx in self.vocab:
+            return self.vocab[idx]
+        if idx in self.inverse_special:
+            return self.inverse_special[idx].encode("utf-8")
+        raise ValueError(f"token id {idx} is out of range for a vocabulary of {self.vocab_size}")
+
+    # ---- encode / decode ----------------------------------------------------------------------
+    def split(self, text: str) -> list[str]:
+        """The chunks the split pattern cuts ``text`` into (the whole text when there is none)."""
+        if self._compiled is None:
+            return [text] if text else []
+        return self._compiled.findall(text)
+
+    def _encode_chunk(self, chunk: bytes) -> list[int]:
+        # Merge the pair with the lowest rank (earliest merge) until no pair is a merge.
+        ids = list(chunk)
+        merges = self.merges
+        while len(ids) >= 2:
+            best, best_rank = None, None
+            for pair in zip(ids, ids[1:]):
+                r = merges.get(pair)
+                if r is not None and (best_rank is None or r < best_rank):
+                    best, best_rank = pair, r
+            if best is None:
+                break
+            ids = merge(ids, best, best_rank)
+        return ids
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Token ids of ``text``, treating special-token strings as ordinary text."""
+        text = _sanitize(text)
+        out: list[int] = []
+        cache = self._cache
+        for chunk in self.split(text):
+            b = chunk.encode("utf-8")
+            ids = cache.get(b)
+            if ids is None:
+                ids = self._encode_chunk(b)
+                if len(cache) < 1_000_000:
+                    cache[b] = ids
+            out.extend(ids)
+        return out
+
+    def encode(self, text: str, allowed_special="none") -> list[int]:
+        """Token ids of ``text``. ``allowed_special``: ``"none"`` (special strings are ordinary
+        text), ``"all"``, or a set of special-token strings to recognise."""
+        if allowed_special == "none" or not self.special_tokens:
+            return self.encode_ordinary(text)
+        if allowed_special == "all":
+            allowed = set(self.special_tokens)
+        else:
+            allowed = set(allowed_special)
+            unknown = allowed - set(self.special_tokens)
+            if unknown:
+                raise ValueError(f"unknown special tokens {sorted(unknown)}; known: {sorted(self.special_tokens)}")
+        out: list[int] = []
+        for part in self._special_re.split(text):
+            if part in allowed:
+                out.append(self.special_tokens[part])
+            elif part:
+                out.extend(self.encode_ordinary(part))
+        return out
+
+    def decode_bytes(self, ids) -> bytes:
+        """The raw bytes of a sequence of ids."""
+        return b"".join(self.token_bytes(int(i)) for i in ids)
+
+    def decode(self, ids, errors: str = "replace") -> str:
+        """The text of a sequence of ids; bytes that are not valid UTF-8 become U+FFFD."""
+        return self.decode_bytes(ids).decode("utf-8", errors=errors)
+
+    # ---- training -----------------------------------------------------------------------------
+    @classmethod
+    def train(cls, text: str, vocab_size: int, pattern: str | None = "gpt4",
+              special_tokens: dict[str, int] | list[str] | None = None, progress: bool = False,
+              verbose: int = 0) -> BPETokenizer:
+        """Learn ``vocab_size - 256`` merges from ``text`` (see :func:`train`)."""
+        if not isinstance(vocab_size, int) or vocab_size < 256:
+            raise ValueError(f"vocab_size {vocab_size} is below 256; a byte-level BPE needs the 256 byte "
+                             "tokens plus the merges, so use 256 or more (e.g. 512)")
+        tok = cls(pattern=pattern)
+        text = _sanitize(text)
+        chunk_counts = Counter(tok.split(text))
+        merges = _learn_merges(
+            {c.encode("utf-8"): n for c, n in chunk_counts.items()}, vocab_size - 256, progress=progress,
+            verbose=verbose,
+        )
+        return cls(merges, pattern=pattern, special_tokens=special_tokens)
+
+    # ---- save / load / interop ----------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "pattern": self.pattern,
+            "merges": [list(p) for p in self.merges],  # dicts keep insertion (= rank) order
+            "special_tokens": self.special_tokens,
+        }
+
+    @classmethod
+    def from_dict(cls, d) -> BPETokenizer:
+        if not isinstance(d, dict) or d.get("format") != FORMAT or not isinstance(d.get("merges"), list):
+            raise ValueError(f"not a BPE tokenizer: expected a JSON object with format {FORMAT!r} and a "
+                             "'merges' list (write one with `python -m minigpt bpe train`)")
+        if d.get("version") != FORMAT_VERSION:
+            raise ValueError(f"BPE tokenizer file version {d.get('version')!r} is not supported "
+                             f"(this minigpt reads version {FORMAT_VERSION})")
+        try:
+            merges = [(int(a), int(b)) for a, b in d["merges"]]
+        except (TypeError, ValueError):
+            raise ValueError("not a BPE tokenizer: each merge must be a pair of integers") from None
+        return cls(merges, pattern=d.get("pattern"), special_tokens=d.get("special_tokens") or {})
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the tokenizer as JSON (atomically): pattern, merges in rank order, special tokens."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, ensure_ascii=False)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> BPETokenizer:
+        """Read a tokenizer written by :meth:`save`."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"tokenizer file {path} does not exist; train one with "
+                                    f"`python -m minigpt bpe train --data tinyshakespeare --out {path}`")
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path} is not a BPE tokenizer file (not valid JSON: {e})") from None
+        return cls.from_dict(d)
+
+    def save_vocab_text(self, path: str | os.PathLike) -> None:
+        """A human-readable listing, one token per line: ``id [a][b] -> text`` (not loadable)."""
+        lines = []
+        for idx in range(256, 256 + len(self.merges)):
+            a, b = self._pair_of(idx)
+            lines.append(f"{idx} [{_show(self.vocab[a])}][{_show(self.vocab[b])}] -> [{_show(self.vocab[idx])}]")
+        Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def _pair_of(self, idx: int) -> tuple[int, int]:
+        if not hasattr(self, "_pairs") or len(self._pairs) != len(self.merges):
+            self._pairs = {i: p for p, i in self.merges.items()}
+        return self._pairs[idx]
+
+    def to_tiktoken(self, name: str = "minigpt-bpe"):
+        """A ``tiktoken.Encoding`` with our ranks (token bytes -> id), pattern and special tokens."""
+        import tiktoken
+
+        ranks = {self.vocab[i]: i for i in range(256 + len(self.merges))}
+        if len(ranks) != 256 + len(self.merges):
+            raise ValueError("two merges produce the same bytes; tiktoken needs one id per byte string")
+        return tiktoken.Encoding(
+            name=name,
+            pat_str=self.pattern or r"[\s\S]+",
+            mergeable_ranks=ranks,
+            special_tokens=dict(self.special_tokens),
+        )
+
+    def __repr__(self) -> str:
+        pat = next((k for k, v in PATTERNS.items() if v == self.pattern), "custom")
+        return f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, pattern={pat})"
+
+
+def _show(b: bytes) -> str:
+    """Printable form of a token's bytes: text where valid UTF-8, escapes for control bytes."""
+    s = b.decode("utf-8", errors="replace")
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in s)
+
+
+def _learn_merges(chunk_counts: dict[bytes, int], num_merges: int, progress: bool = False,
+                  verbose: int = 0) -> list[tuple[int, int]]:
+    """The BPE merges of a corpus given as distinct chunks with their counts.
+
+    ``stats`` holds each pair's count (weighted by chunk frequency) and ``where`` the chunks that
+    contain it. A merge touches only the chunks in ``where[pair]``: their old pairs are
+    subtracted, the pair is merged, their new pairs are added. A heap with lazy deletion finds the
+    most frequent pair; ties go to the smallest pair.
+    """
+    from tqdm.auto import tqdm
+
+    words = [list(c) for c in chunk_counts]
+    freqs = list(chunk_counts.values())
+    stats: dict[tuple[int, int], int] = defaultdict(int)
+    where: dict[tuple[int, int], set[int]] = defaultdict(set)
+    for wi, w in enumerate(words):
+        f = freqs[wi]
+        for pair in zip(w, w[1:]):
+            stats[pair] += f
+            where[pair].add(wi)
+    heap = [(-c, p) for p, c in stats.items()]
+    heapq.heapify(heap)
+
+    merges: list[tuple[int, int]] = []
+    vocab = {i: bytes([i]) for i in range(256)}
+    bar = tqdm(total=num_merges, desc="BPE merges", disable=not progress)
+    for k in range(num_merges):
+        pair = None
+        while heap:
+            negc, p = heapq.heappop(heap)
+            if stats.get(p, 0) == -negc and negc < 0:
+                pair = p
+                break
+        if pair is None:  # every chunk is a single token: nothing left to merge
+            break
+        idx = 256 + k
+        count = stats[pair]
+        changed = set()
+        for wi in where.pop(pair):
+            w = words[wi]
+            new = merge(w, pair, idx)
+            if len(new) == len(w):  # stale entry: this chunk no longer holds the pair
+                continue
+            f = freqs[wi]
+            for p in zip(w, w[1:]):
+                stats[p] -= f
+                changed.add(p)
+            for p in zip(new, new[1:]):
+                stats[p] += f
+                where[p].add(wi)
+                changed.add(p)
+            words[wi] = new
+        for p in changed:
+            c = stats[p]
+            if c > 0:
+                heapq.heappush(heap, (-c, p))
+            else:
+                del stats[p]
+                where.pop(p, None)
+        merges.append(pair)
+        vocab[idx] = vocab[pair[0]] + vocab[pair[1]]
+        if verbose and k < verbose:
+            print(f"merge {k + 1}/{num_merges}: ({pair[0]}, {pair[1]}) -> {idx} "
+                  f"[{_show(vocab[idx])}] had {count} occurrences")
+        bar.update(1)
+    bar.close()
+    return merges
+
+
+def train(text: str, vocab_size: int, pattern: str | None = "gpt4",
+          special_tokens: dict[str, int] | list[str] | None = None, progress: bool = False,
+          verbose: int = 0) -> BPETokenizer:
+    """Train a byte-level BPE with ``vocab_size`` = 256 bytes + merges (special tokens come on top).
+
+    ``pattern``: ``"gpt4"`` (default), ``"gpt2"``, ``"none"``/None (no pre-split: merges may cross
+    word boundaries) or a regex. ``verbose=N`` prints the first N merges. Training stops early if
+    the text runs out of pairs.
+    """
+    return BPETokenizer.train(text, vocab_size, pattern=pattern, special_tokens=special_tokens,
+                              progress=progress, verbose=verbose)
+
+
+# ---- the `tokenizers` library, for comparison -------------------------------------------------------
+def train_hf_bytelevel(text: str, vocab_size: int):
+    """A Hugging Face ``tokenizers`` byte-level BPE (GPT-2 style) trained on ``text``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False, special_tokens=[])
+    # One "line" per ~100 KB piece, cut at newlines, so the library can use its threads.
+    pieces, step = [], 100_000
+    i = 0
+    while i < len(text):
+        j = text.find("\n", i + step)
+        j = len(text) if j < 0 else j + 1
+        pieces.append(text[i:j])
+        i = j
+    tok.train_from_iterator(pieces, trainer=trainer)
+    return tok
+
+
+def bench(text: str | None = None, vocab_size: int = 512, pattern: str = "gpt4") -> dict:
+    """Time training and encoding of our BPE and of ``tokenizers`` on the same text; print the figures."""
+    from . import data
+
+    if text is None:
+        text = data.load_text("tinyshakespeare")
+    n_bytes = len(text.encode("utf-8"))
+    t0 = time.perf_counter()
+    ours = train(text, vocab_size, pattern=pattern)
+    t_train = time.perf_counter() - t0
+    ids = ours.encode(text)
+    assert ours.decode(ids) == text, "round trip failed"
+    ours._cache.clear()
+    t0 = time.perf_counter()
+    ours.encode(text)
+    t_enc_cold = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    hf = train_hf_bytelevel(text, vocab_size)
+    t_hf_train = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    hf_ids = hf.encode(text).ids
+    t_hf_enc = time.perf_counter() - t0
+
+    tk = ours.to_tiktoken()
+    t0 = time.perf_counter()
+    tk_ids = tk.encode_ordinary(text)
+    t_tk_enc = time.perf_counter() - t0
+
+    result = {
+        "text_bytes": n_bytes, "vocab_size": vocab_size, "pattern": pattern,
+        "ours_train_s": t_train, "ours_encode_s": t_enc_cold, "ours_tokens": len(ids),
+        "tokenizers_train_s": t_hf_train, "tokenizers_encode_s": t_hf_enc, "tokenizers_tokens": len(hf_ids),
+        "tokenizers_vocab_size": hf.get_vocab_size(),
+        "tiktoken_encode_s": t_tk_enc, "tiktoken_same_ids": tk_ids == ids,
+    }
+    mb = n_bytes / 1e6
+    print(f"text: {n_bytes:,} bytes, vocab {vocab_size}, pre-split {pattern}")
+    print(f"{'':<26}{'train s':>9}{'encode s':>10}{'MB/s':>8}{'tokens':>10}{'bytes/token':>13}")
+    rows = [("minigpt.bpe (Python)", t_train, t_enc_cold, len(ids)),
+            ("tokenizers (Rust)", t_hf_train, t_hf_enc, len(hf_ids)),
+            ("tiktoken, our merges", float("nan"), t_tk_enc, len(tk_ids))]
+    for name, tt, te, nt in rows:
+        tt_s = "-" if tt != tt else f"{tt:.2f}"
+        print(f"{name:<26}{tt_s:>9}{te:>10.3f}{mb / te:>8.2f}{nt:>10,}{n_bytes / nt:>13.2f}")
+    print(f"tiktoken gives the same ids as minigpt.bpe: {tk_ids == ids}")
+    return result
+
+
+# ---- command line -----------------------------------------------------------------------------
+def add_cli(sub) -> None:
+    """``python -m minigpt bpe train|encode|bench``."""
+    p = sub.add_parser("bpe", help="byte-level BPE: train, encode, benchmark")
+    bsub = p.add_subparsers(dest="bpe_command", metavar="SUBCOMMAND")
+
+    t = bsub.add_parser("train", help="train a byte-level BPE on a data set and save it as JSON")
+    t.add_argument("--data", default="tinyshakespeare",
+                   help="a data set name (tinyshakespeare, names) or a UTF-8 text file")
+    t.add_argument("--vocab-size", type=int, default=512, help="256 bytes + merges (default 512)")
+    t.add_argument("--pattern", default="gpt4", help="pre-split: gpt4 (default), gpt2, none, or a regex")
+    t.add_argument("--out", required=True, help="where to write the tokenizer (JSON)")
+    t.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
+    t.set_defaults(func=_cli_train)
+
+    e = bsub.add_parser("encode", help="encode text with a trained tokenizer")
+    e.add_argument("--model", required=True, help="a tokenizer file written by `bpe train`")
+    e.add_argument("text", help="the text to encode")
+    e.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
+    e.set_defaults(func=_cli_encode)
+
+    b = bsub.add_parser("bench", help="time training and encoding against the `tokenizers` library")
+    b.add_argument("--data", default="tinyshakespeare", help="a data set name or a UTF-8 text file")
+    b.add_argument("--vocab-size", type=int, default=512)
+    b.add_argument("--pattern", default="gpt4")
+    b.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
+    b.set_defaults(func=_cli_bench)
+    p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
+
+
+def _read_data(name: str) -> str:
+    from . import data
+
+    if name in data.DATASETS:
+        return data.load_text(name)
+    path = Path(name)
+    if path.is_file():
+        return path.read_text(encoding="utf-8")
+    raise ValueError(f"--data {name!r} is neither a data set ({', '.join(sorted(data.DATASETS))}) nor a file")
+
+
+def _cli_train(args) -> int:
+    if args.vocab_size < 256:
+        raise ValueError(f"--vocab-size {args.vocab_size} is below 256; a byte-level BPE needs the 256 byte "
+                         "tokens plus the merges, so use 256 or more (e.g. 512)")
+    text = _read_data(args.data)
+    t0 = time.perf_counter()
+    tok = train(text, args.vocab_size, pattern=args.pattern, progress=True)
+    seconds = time.perf_counter() - t0
+    tok.save(args.out)
+    n = len(tok.encode(text))
+    print(f"trained {tok} on {args.data} ({len(text):,} characters) in {seconds:.1f} s; wrote {args.out}")
+    print(f"{n:,} tokens, {len(text) / n:.2f} characters per token")
+    if args.json:
+        print(json.dumps({"out": str(args.out), "vocab_size": tok.vocab_size, "merges": len(tok.merges),
+                          "train_seconds": seconds, "tokens": n, "characters": len(text)}))
+    return 0
+
+
+def _cli_encode(args) -> int:
+    tok = BPETokenizer.load(args.model)
+    ids = tok.encode(args.text)
+    print(" ".join(str(i) for i in ids))
+    print(" | ".join(_show(tok.token_bytes(i)) for i in ids))
+    if args.json:
+        print(json.dumps({"ids": ids, "tokens": len(ids)}))
+    return 0
+
+
+def _cli_bench(args) -> int:
+    result = bench(_read_data(args.data), args.vocab_size, args.pattern)
+    if args.json:
+        print(json.dumps(result))
+    return 0
