@@ -1,0 +1,777 @@
+"""The trainer: a GPT on Tiny Shakespeare characters, on a CPU, a GPU or several GPUs.
+
+One step of training, in order:
+1. learning rate for this step: linear warmup, then cosine decay to ``min_lr`` (:func:`get_lr`);
+2. ``grad_accum_steps`` micro-batches: forward (bf16/fp16 autocast on CUDA), loss / accum, backward;
+3. clip the gradient norm to ``grad_clip``; one AdamW update (weight decay on matrices only).
+Every ``eval_interval`` steps: the loss on a FIXED validation set (the same windows every time),
+a text sample, and a checkpoint (atomic; see :mod:`minigpt.checkpoint`).
+
+Several GPUs: ``torchrun --nproc_per_node=N -m minigpt train ...`` runs N processes with
+DistributedDataParallel (NCCL on GPUs, gloo on CPUs). Every process draws the same global batch
+of ``N x batch_size`` windows and takes its own slice, so N processes follow the same loss curve
+as one process with N times the batch. Only rank 0 writes checkpoints and logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .model import GPT, GPTConfig
+from .tokenizer import CharTokenizer
+
+__all__ = ["TrainConfig", "TrainResult", "PRESETS", "get_preset", "train", "get_lr", "load_checkpoint",
+           "estimate_mfu", "peak_flops", "flops_per_token", "plot_losses", "Checkpoint"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. The model's sizes are fields here too."""
+
+    # model
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 64  # context length (tokens)
+    dropout: float = 0.0
+    bias: bool = True
+    # data and batch
+    dataset: str = "tinyshakespeare"
+    batch_size: int = 12  # sequences per micro-batch, per process
+    grad_accum_steps: int = 1  # micro-batches per optimizer step
+    # optimizer and schedule
+    max_iters: int = 2000
+    learning_rate: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_iters: int = 100
+    lr_decay_iters: int | None = None  # cosine reaches min_lr here; None: max_iters
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # 0 turns clipping off
+    # evaluation, samples, checkpoints
+    eval_interval: int = 250
+    eval_tokens: int | None = None  # val tokens per evaluation (fixed windows); None: all of val
+    sample_tokens: int = 200  # characters sampled at each evaluation; 0: none
+    out_dir: str | None = None  # checkpoints go here; None: no checkpoints
+    seed: int = 1337
+    # speed
+    compile: bool | None = None  # torch.compile; None: on for CUDA, off for CPU and MPS
+    dtype: str = "auto"  # "auto" (bf16 on CUDA if supported, else fp16; fp32 on CPU/MPS), or a dtype name
+
+    def __post_init__(self):
+        for name in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum_steps",
+                     "eval_interval"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"TrainConfig.{name} must be a positive integer, got {v!r}")
+        if not isinstance(self.max_iters, int) or self.max_iters < 0:
+            raise ValueError(f"TrainConfig.max_iters must be an integer >= 0, got {self.max_iters!r}")
+        if self.warmup_iters < 0:
+            raise ValueError(f"TrainConfig.warmup_iters must be >= 0, got {self.warmup_iters}")
+        for name in ("learning_rate", "min_lr"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"TrainConfig.{name} must be a finite number >= 0, got {v!r}")
+        if self.min_lr > self.learning_rate:
+            raise ValueError(f"TrainConfig.min_lr ({self.min_lr}) is above learning_rate ({self.learning_rate})")
+        if self.eval_tokens is not None and self.eval_tokens < self.block_size:
+            raise ValueError(f"TrainConfig.eval_tokens ({self.eval_tokens}) must be at least block_size "
+                             f"({self.block_size}), or None for the whole validation split")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError(f"TrainConfig.dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
+        # the model's own checks (e.g. n_embd divisible by n_head) with a placeholder vocabulary
+        self.model_config(65)
+
+    def model_config(self, vocab_size: int) -> GPTConfig:
+        """The :class:`GPTConfig` for a vocabulary of ``vocab_size`` tokens."""
+        return GPTConfig(block_size=self.block_size, vocab_size=vocab_size, n_layer=self.n_layer,
+                         n_head=self.n_head, n_embd=self.n_embd, dropout=self.dropout, bias=self.bias)
+
+    @property
+    def decay_iters(self) -> int:
+        return self.max_iters if self.lr_decay_iters is None else self.lr_decay_iters
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"TrainConfig: unknown fields {sorted(unknown)}")
+        return cls(**d)
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # This CPU recipe: reaches val loss <= 1.75 in under 10 minutes on 2 CPU cores.
+    "shakespeare-char-cpu": TrainConfig(
+        n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, batch_size=12,
+        max_iters=2000, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100, lr_decay_iters=None,
+        weight_decay=0.1, beta2=0.99, eval_interval=250, eval_tokens=None,
+        out_dir="runs/shakespeare-char-cpu",
+    ),
+    # nanoGPT's "baby GPT" (config/train_shakespeare_char.py): 10.7M parameters, ~1.47 val loss.
+    "shakespeare-char-gpu": TrainConfig(
+        n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2, batch_size=64,
+        max_iters=5000, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100, lr_decay_iters=5000,
+        weight_decay=0.1, beta2=0.99, eval_interval=250, eval_tokens=None,
+        out_dir="runs/shakespeare-char-gpu",
+    ),
+    # A few seconds anywhere: for tests and trying the command line.
+    "tiny": TrainConfig(
+        n_layer=2, n_head=2, n_embd=32, block_size=32, dropout=0.0, batch_size=8,
+        max_iters=50, learning_rate=3e-3, min_lr=3e-4, warmup_iters=5, eval_interval=25,
+        eval_tokens=4096, sample_tokens=50, out_dir="runs/tiny",
+    ),
+}
+
+
+def get_preset(name: str) -> TrainConfig:
+    """A copy of the preset called ``name``; unknown names raise ``ValueError`` listing the known ones."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
+    return dataclasses.replace(PRESETS[name])
+
+
+# --------------------------------------------------------------------------- schedule and FLOPs
+
+def get_lr(step: int, cfg: TrainConfig) -> float:
+    """Learning rate at ``step`` (0-based): linear warmup over ``warmup_iters``, then cosine decay
+    from ``learning_rate`` to ``min_lr`` at ``lr_decay_iters`` (default ``max_iters``), then flat."""
+    if step < cfg.warmup_iters:
+        return cfg.learning_rate * (step + 1) / (cfg.warmup_iters + 1)
+    decay = cfg.decay_iters
+    if step >= decay:
+        return cfg.min_lr
+    ratio = (step - cfg.warmup_iters) / max(1, decay - cfg.warmup_iters)
+    coeff = 0.5 * (1.0 + math.cos(math.pi * ratio))  # 1 -> 0
+    return cfg.min_lr + coeff * (cfg.learning_rate - cfg.min_lr)
+
+
+def flops_per_token(n_params: int, config: GPTConfig) -> float:
+    """Training FLOPs per token: 6 N (forward 2 N, backward 4 N) plus attention's 12 L T C
+    (the PaLM paper's appendix B estimate, as nanoGPT)."""
+    L, H, Q, T = config.n_layer, config.n_head, config.n_embd // config.n_head, config.block_size
+    return 6 * n_params + 12 * L * H * Q * T
+
+
+# Dense bf16/fp16 tensor-core peaks (FLOP/s) of common GPUs, from their data sheets.
+_GPU_PEAKS = [
+    ("H200", 989e12), ("H100", 989e12), ("H800", 989e12), ("GH200", 989e12), ("B200", 2250e12),
+    ("A100", 312e12), ("A800", 312e12), ("A10G", 70e12), ("A10", 125e12), ("A6000", 155e12),
+    ("L40S", 362e12), ("L40", 181e12), ("L4", 121e12), ("V100", 125e12), ("T4", 65e12),
+    ("4090", 165e12), ("4080", 97e12), ("3090", 71e12), ("3080", 60e12),
+]
+
+
+def peak_flops(device=None) -> float:
+    """Peak FLOP/s of ``device``, the denominator of MFU. ``MINIGPT_PEAK_FLOPS`` overrides.
+
+    CUDA: the data sheet's dense bf16 figure (312e12 when the GPU is not in the table).
+    CPU: cores x clock x FLOPs per cycle (fp32 FMA: 64 with AVX-512, 32 with AVX2, 16 otherwise).
+    """
+    env = os.environ.get("MINIGPT_PEAK_FLOPS")
+    if env:
+        return float(env)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device.index if device.index is not None else 0)
+        for key, peak in _GPU_PEAKS:
+            if key in name:
+                return peak
+        return 312e12
+    if device.type == "mps":
+        return 10e12
+    flags, mhz = "", 2500.0
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags") and not flags:
+                    flags = line
+                elif line.startswith("cpu MHz"):
+                    mhz = float(line.split(":")[1])
+                    break
+    except OSError:
+        pass
+    per_cycle = 64 if "avx512f" in flags else 32 if "avx2" in flags else 16
+    return torch.get_num_threads() * mhz * 1e6 * per_cycle
+
+
+def estimate_mfu(n_params: int, config: GPTConfig, tokens_per_s: float, device=None) -> float:
+    """Model FLOPs utilization: achieved training FLOP/s (from :func:`flops_per_token`) over the
+    device's peak (:func:`peak_flops`). A fraction: 0.4 means 40%."""
+    return flops_per_token(n_params, config) * tokens_per_s / peak_flops(device)
+
+
+# --------------------------------------------------------------------------- data
+
+def _windows(n_tokens: int, block_size: int, eval_tokens: int | None) -> torch.Tensor:
+    """Start offsets of the fixed validation windows: non-overlapping, evenly spread, always the same."""
+    n = (n_tokens - 1) // block_size  # each window needs block_size + 1 tokens (inputs and targets)
+    starts = torch.arange(n) * block_size
+    if eval_tokens is not None:
+        k = max(1, min(n, eval_tokens // block_size))
+        starts = starts[torch.linspace(0, n - 1, k).round().long()]
+    return starts
+
+
+def _gather(data: torch.Tensor, starts: torch.Tensor, block_size: int):
+    ix = starts[:, None] + torch.arange(block_size + 1)
+    chunk = data[ix]
+    return chunk[:, :-1], chunk[:, 1:]
+
+
+# --------------------------------------------------------------------------- results
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns. ``history`` has one row per optimizer step."""
+
+    model: GPT
+    tokenizer: CharTokenizer
+    config: TrainConfig
+    history: list = field(default_factory=list)
+    samples: list = field(default_factory=list)  # (step, text)
+    val_loss: float | None = None
+    train_loss: float | None = None
+    tokens_per_s: float = 0.0
+    mfu: float = 0.0
+    seconds: float = 0.0
+    steps: int = 0
+    out_dir: str | None = None
+    device: str = "cpu"
+
+    def summary(self) -> dict:
+        return {"val_loss": self.val_loss, "train_loss": self.train_loss, "tokens_per_s": self.tokens_per_s,
+                "mfu": self.mfu, "seconds": self.seconds, "steps": self.steps, "out_dir": self.out_dir,
+                "device": self.device, "params": self.model.num_params()}
+
+
+class TrainingError(RuntimeError):
+    """Training had to stop (loss not finite, out of memory); the message says why and what to do."""
+
+
+# --------------------------------------------------------------------------- distributed
+
+def _dist_info():
+    """(rank, local_rank, world_size) from torchrun's environment; (0, 0, 1) without it."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["WORLD_SIZE"])
+    return 0, 0, 1
+
+
+def _all_reduce_sum(t: torch.Tensor, world: int) -> torch.Tensor:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+# --------------------------------------------------------------------------- RNG states
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p[0], tuple(p[1]), p[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        with contextlib.suppress(Exception):
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# --------------------------------------------------------------------------- the trainer
+
+def _resolve_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype:
+    if cfg.dtype != "auto":
+        dtype = getattr(torch, cfg.dtype)
+        if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+            raise ValueError("dtype bfloat16 was asked for, but this GPU does not support it; use float16")
+        return dtype
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def _enable_tf32() -> None:
+    """TF32 matmuls on Ampere and newer GPUs (fp32 accuracy is not needed for training a GPT)."""
+    try:
+        torch.backends.cuda.matmul.fp32_precision = "tf32"
+        torch.backends.cudnn.conv.fp32_precision = "tf32"
+    except (AttributeError, TypeError, ValueError, RuntimeError):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def make_optimizer(model: GPT, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices (Linear weights, embeddings) only, not on biases and
+    LayerNorm gains; the fused CUDA kernel when on a GPU."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    kwargs = {"fused": True} if device.type == "cuda" else {}
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), **kwargs)
+
+
+def _is_oom(e: BaseException) -> bool:
+    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
+
+
+def _oom_message(cfg: TrainConfig, device: torch.device, step: int) -> str:
+    smaller = max(1, cfg.batch_size // 2)
+    return (f"out of memory on {device} at step {step} with batch_size={cfg.batch_size}, block_size="
+            f"{cfg.block_size}: use a smaller batch, e.g. --batch-size {smaller} --grad-accum "
+            f"{cfg.grad_accum_steps * 2} (same tokens per step), or a smaller model")
+
+
+def train(cfg: TrainConfig, device=None, progress: bool = True, resume: bool = False,
+          text: dict[str, str] | None = None) -> TrainResult:
+    """Train a GPT as ``cfg`` says and return a :class:`TrainResult`.
+
+    ``device``: a name or ``torch.device``; None picks CUDA, then MPS, then CPU
+    (``MINIGPT_DEVICE`` overrides). ``resume``: continue from the checkpoint in ``cfg.out_dir``
+    (same run: weights, optimizer, RNG states and data sampler restored). ``text``: a dict with
+    ``train`` and ``val`` strings instead of Tiny Shakespeare's fixed split.
+    Under ``torchrun`` this runs data-parallel (DDP) across the processes.
+    """
+    from .utils import get_device
+
+    rank, local_rank, world = _dist_info()
+    ddp = world > 1
+    if ddp:
+        import torch.distributed as dist
+
+        if device is None and not os.environ.get("MINIGPT_DEVICE") and torch.cuda.is_available():
+            device = f"cuda:{local_rank}"
+        device = get_device(device if device is None or not isinstance(device, torch.device) else str(device))
+        if device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    else:
+        device = get_device(str(device) if isinstance(device, torch.device) else device)
+    master = rank == 0
+    try:
+        return _train(cfg, device, progress and master, resume, text, rank, world)
+    finally:
+        if ddp:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+def _train(cfg, device, progress, resume, text, rank, world) -> TrainResult:
+    from tqdm.auto import tqdm
+
+    t_start = time.perf_counter()
+    master = rank == 0
+    ddp = world > 1
+
+    # ---- data: the fixed split, encoded once
+    if text is None:
+        from .data import shakespeare_split
+
+        if cfg.dataset != "tinyshakespeare":
+            raise ValueError(f"unknown dataset {cfg.dataset!r}; the trainer knows 'tinyshakespeare'")
+        text = shakespeare_split()
+    ckpt = None
+    if resume:
+        if not cfg.out_dir:
+            raise ValueError("resume needs an out_dir to resume from")
+        ckpt = load_checkpoint(cfg.out_dir, device="cpu")
+        tokenizer = ckpt.tokenizer
+    else:
+        tokenizer = CharTokenizer.from_text(text["train"] + text["val"])
+    train_data = torch.tensor(tokenizer.encode(text["train"]), dtype=torch.long)
+    val_data = torch.tensor(tokenizer.encode(text["val"]), dtype=torch.long)
+    for name, d in (("training", train_data), ("validation", val_data)):
+        if len(d) < cfg.block_size + 1:
+            raise ValueError(f"block_size {cfg.block_size} is longer than the {name} text ({len(d)} tokens); "
+                             f"use a block_size below {len(d)}")
+    val_starts = _windows(len(val_data), cfg.block_size, cfg.eval_tokens)
+
+    # ---- model, optimizer, precision
+    mconf = cfg.model_config(tokenizer.vocab_size)
+    if ckpt is not None and ckpt.model_config.to_dict() != mconf.to_dict():
+        raise ValueError(f"the checkpoint in {cfg.out_dir} is for a different model ({ckpt.model_config}); "
+                         "resume with the same preset and sizes, or use another --out")
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts them)
+    random.seed(cfg.seed + rank)
+    np.random.seed(cfg.seed + rank)
+    model = GPT(mconf)
+    if ckpt is not None:
+        model.load_state_dict(ckpt.model.state_dict())
+    model.to(device)
+    torch.manual_seed(cfg.seed + rank)  # dropout differs across ranks, as with one big batch
+    dtype = _resolve_dtype(cfg, device)
+    if device.type == "cuda":
+        _enable_tf32()
+    autocast = (torch.autocast(device_type=device.type, dtype=dtype) if dtype != torch.float32
+                else contextlib.nullcontext())
+    scaler = torch.amp.GradScaler(device.type, enabled=(dtype == torch.float16 and device.type == "cuda"))
+    optimizer = make_optimizer(model, cfg, device)
+    sampler = torch.Generator().manual_seed(cfg.seed)  # draws the training batches; same on all ranks
+    start_step, history = 0, []
+    if ckpt is not None:
+        state = ckpt.state
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+            sampler.set_state(state["sampler"])
+            rngs = state["rng"]
+            _set_rng_state(rngs[rank] if len(rngs) == world else rngs[0])
+            if "scaler" in state and scaler.is_enabled():
+                scaler.load_state_dict(state["scaler"])
+        except (KeyError, ValueError, RuntimeError) as e:
+            raise ValueError(f"the checkpoint in {cfg.out_dir} has no usable trainer state ({e})") from None
+        start_step, history = ckpt.step, list(ckpt.history)
+        if start_step > cfg.max_iters:
+            raise ValueError(f"the checkpoint is at step {start_step}, past max_iters={cfg.max_iters}; "
+                             "raise --max-iters to train further")
+
+    compile_on = cfg.compile if cfg.compile is not None else device.type == "cuda"
+    if compile_on and device.type == "mps":
+        warnings.warn("torch.compile is not used on MPS; training without it", stacklevel=2)
+        compile_on = False
+    runner = model
+    if compile_on:
+        runner = _compiled_or_plain(model, val_data, val_starts, cfg, device, autocast)
+    if ddp:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        runner = DDP(runner, device_ids=[device.index] if device.type == "cuda" else None)
+
+    n_params = model.num_params()
+    tokens_per_step = cfg.batch_size * cfg.block_size * cfg.grad_accum_steps * world
+    pin = device.type == "cuda"
+
+    def batch_for(offsets):
+        x, y = _gather(train_data, offsets, cfg.block_size)
+        if pin:
+            x, y = x.pin_memory(), y.pin_memory()
+        return x.to(device, non_blocking=pin), y.to(device, non_blocking=pin)
+
+    @torch.no_grad()
+    def evaluate() -> float:
+        model.eval()
+        mine = val_starts[rank::world]
+        total = torch.zeros(2, dtype=torch.float64, device=device)
+        bs = max(cfg.batch_size, 8) * 4
+        for i in range(0, len(mine), bs):
+            x, y = _gather(val_data, mine[i:i + bs], cfg.block_size)
+            x, y = x.to(device), y.to(device)
+            with autocast:
+                _, loss = model(x, y)
+            total[0] += loss.double() * y.numel()
+            total[1] += y.numel()
+        _all_reduce_sum(total, world)
+        model.train()
+        return float(total[0] / total[1])
+
+    def sample(step) -> str | None:
+        if not cfg.sample_tokens or not master:
+            return None
+        model.eval()
+        g = torch.Generator(device="cpu").manual_seed(cfg.seed)  # its own generator: training RNG untouched
+        idx = torch.tensor([tokenizer.encode("\n")], dtype=torch.long, device=device)
+        out = model.generate(idx, cfg.sample_tokens, temperature=0.8, top_k=None, generator=g)
+        model.train()
+        return tokenizer.decode(out[0, 1:].tolist())
+
+    def checkpoint(step, extra=None):
+        if not cfg.out_dir:
+            return
+        rngs = [_rng_state()]
+        if ddp:
+            import torch.distributed as dist
+
+            rngs = [None] * world
+            dist.all_gather_object(rngs, _rng_state())
+        if master:
+            state = {"optimizer": optimizer.state_dict(), "sampler": sampler.get_state(), "rng": rngs}
+            if scaler.is_enabled():
+                state["scaler"] = scaler.state_dict()
+            save_checkpoint(cfg.out_dir, model, tokenizer, step, train_config=cfg.to_dict(), state=state,
+                            history=history, extra=extra or {})
+
+    result = TrainResult(model=model, tokenizer=tokenizer, config=cfg, history=history,
+                         out_dir=cfg.out_dir, device=str(device), steps=start_step)
+    bar = tqdm(total=cfg.max_iters, initial=start_step, desc="train", disable=not progress,
+               dynamic_ncols=True, file=sys.stdout)
+    model.train()
+    train_time, train_tokens, tps_ema = 0.0, 0, None
+    last_loss = None
+    try:
+        for it in range(start_step, cfg.max_iters):
+            step = it + 1
+            lr = get_lr(it, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            t0 = time.perf_counter()
+            # the global batch: (accum, world, batch) windows, the same draw on every rank
+            offsets = torch.randint(len(train_data) - cfg.block_size,
+                                    (cfg.grad_accum_steps, world, cfg.batch_size), generator=sampler)
+            loss_sum = torch.zeros((), device=device)
+            try:
+                for micro in range(cfg.grad_accum_steps):
+                    x, y = batch_for(offsets[micro, rank])
+                    sync = (not ddp) or micro == cfg.grad_accum_steps - 1
+                    ctx = contextlib.nullcontext() if sync else runner.no_sync()
+                    with ctx:
+                        with autocast:
+                            _, loss = runner(x, y)
+                        loss = loss / cfg.grad_accum_steps  # so the summed gradient is the mean's
+                        scaler.scale(loss).backward()
+                    loss_sum += loss.detach()
+                if cfg.grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                # a non-finite loss: stop before the update, so the weights stay the last good ones
+                loss_all = _all_reduce_sum(loss_sum.detach().clone(), world) / world
+                loss_value = float(loss_all)
+                if not math.isfinite(loss_value):
+                    where = (f"the last good checkpoint (step {_latest_step(cfg.out_dir)}) is kept in {cfg.out_dir}"
+                             if cfg.out_dir and _latest_step(cfg.out_dir) is not None else "no checkpoint was written")
+                    raise TrainingError(f"loss became {loss_value} at step {step}; training stopped and {where}. "
+                                        f"Try a lower learning rate (now {cfg.learning_rate}) or gradient "
+                                        "clipping (grad_clip)")
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+            except TrainingError:
+                raise
+            except (RuntimeError, torch.OutOfMemoryError) as e:
+                if _is_oom(e):
+                    raise TrainingError(_oom_message(cfg, device, step)) from None
+                raise
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            dt = time.perf_counter() - t0
+            if it > start_step or cfg.max_iters - start_step == 1:  # the first step pays for warm-up/compile
+                train_time += dt
+                train_tokens += tokens_per_step
+            tps = tokens_per_step / max(dt, 1e-9)
+            tps_ema = tps if tps_ema is None else 0.9 * tps_ema + 0.1 * tps
+            mfu = estimate_mfu(n_params, mconf, tps_ema, device)
+            last_loss = loss_value
+            row = {"step": step, "train_loss": loss_value, "val_loss": None, "lr": lr,
+                   "tokens_per_s": tps_ema, "mfu": mfu}
+            if step % cfg.eval_interval == 0 or step == cfg.max_iters:
+                row["val_loss"] = evaluate()
+                result.val_loss = row["val_loss"]
+                text_sample = sample(step)
+                if text_sample is not None:
+                    result.samples.append((step, text_sample))
+                    if progress:
+                        bar.write(f"--- step {step}: val loss {row['val_loss']:.4f}\n{text_sample}\n---")
+                history.append(row)
+                checkpoint(step)
+            else:
+                history.append(row)
+            result.steps = step
+            bar.set_postfix(loss=f"{loss_value:.4f}", tok_s=f"{tps_ema:,.0f}", mfu=f"{100 * mfu:.1f}%",
+                            refresh=False)
+            bar.update(1)
+    finally:
+        bar.close()
+
+    if result.val_loss is None:  # no step ran (max_iters reached already): last evaluation, or one now
+        result.val_loss = next((h["val_loss"] for h in reversed(history) if h["val_loss"] is not None), None)
+        if result.val_loss is None:
+            result.val_loss = evaluate()
+    result.train_loss = last_loss if last_loss is not None else (history[-1]["train_loss"] if history else None)
+    result.tokens_per_s = train_tokens / train_time if train_time > 0 else (tps_ema or 0.0)
+    result.mfu = estimate_mfu(n_params, mconf, result.tokens_per_s, device)
+    result.seconds = time.perf_counter() - t_start
+    model.eval()
+    return result
+
+
+def _compiled_or_plain(model, data, starts, cfg, device, autocast):
+    """``torch.compile(model)``, tried on one batch (forward and backward); on failure a warning and
+    the plain model. The RNG state is left as it was, so compiling does not change the run."""
+    compiled = torch.compile(model)
+    devices = [device] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            x, y = _gather(data, starts[: cfg.batch_size], cfg.block_size)
+            with autocast:
+                _, loss = compiled(x.to(device), y.to(device))
+            loss.backward()
+        model.zero_grad(set_to_none=True)
+        return compiled
+    except Exception as e:  # noqa: BLE001 - compilers fail in many ways
+        model.zero_grad(set_to_none=True)
+        if _is_oom(e):
+            raise TrainingError(_oom_message(cfg, device, 0)) from None
+        warnings.warn(f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
+                      "training without it", stacklevel=3)
+        return model
+
+
+def _latest_step(out_dir) -> int | None:
+    if not out_dir:
+        return None
+    try:
+        return json.loads((Path(out_dir) / "latest.json").read_text(encoding="utf-8")).get("step")
+    except (OSError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------- plots
+
+def plot_losses(history: list, ax=None, title: str = "Training and validation loss"):
+    """Plot train loss (every step, lightly smoothed) and val loss (at each evaluation) vs step."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4))
+    steps = [h["step"] for h in history if h["train_loss"] is not None]
+    train_l = [h["train_loss"] for h in history if h["train_loss"] is not None]
+    if train_l:
+        k = max(1, len(train_l) // 50)
+        smooth = np.convolve(train_l, np.ones(k) / k, mode="valid")
+        ax.plot(steps[k - 1:], smooth, label=f"train (mean of {k} steps)" if k > 1 else "train")
+    ev = [(h["step"], h["val_loss"]) for h in history if h["val_loss"] is not None]
+    if ev:
+        ax.plot(*zip(*ev), "o-", label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy loss (nats per character)")
+    ax.set_title(title)
+    ax.legend()
+    return ax.figure
+
+
+# --------------------------------------------------------------------------- command line
+
+def add_cli(sub) -> None:
+    """``python -m minigpt train ...`` and ``python -m minigpt sample ...``."""
+    p = sub.add_parser("train", help="train a GPT on Tiny Shakespeare (checkpoints, resume, torchrun for DDP)")
+    p.add_argument("--preset", default="shakespeare-char-cpu", help=f"one of: {', '.join(sorted(PRESETS))}")
+    p.add_argument("--max-iters", type=int, help="optimizer steps")
+    p.add_argument("--out", help="run folder for checkpoints (default: runs/PRESET); 'none' for no checkpoints")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
+    p.add_argument("--compile", action=argparse_bool(), default=None, help="torch.compile the model (--no-compile: off)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--grad-accum", type=int, help="micro-batches per optimizer step")
+    p.add_argument("--block-size", type=int)
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--eval-interval", type=int)
+    p.add_argument("--eval-tokens", type=int, help="validation tokens per evaluation (default: all)")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--quiet", action="store_true", help="no progress bar or samples")
+    p.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
+    p.set_defaults(func=_cli_train)
+
+    s = sub.add_parser("sample", help="generate text from a trained checkpoint")
+    s.add_argument("--ckpt", required=True, help="a run folder written by `train` (its --out)")
+    s.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
+    s.add_argument("--max-new-tokens", type=int, default=500)
+    s.add_argument("--temperature", type=float, default=0.8)
+    s.add_argument("--top-k", type=int, default=None)
+    s.add_argument("--seed", type=int, default=1337)
+    s.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
+    s.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
+    s.set_defaults(func=_cli_sample)
+
+
+def argparse_bool():
+    import argparse
+
+    return argparse.BooleanOptionalAction
+
+
+def config_from_args(args) -> TrainConfig:
+    """The preset named by ``--preset`` with the command line's overrides applied."""
+    cfg = get_preset(args.preset)
+    overrides = {"max_iters": args.max_iters, "compile": args.compile, "batch_size": args.batch_size,
+                 "grad_accum_steps": args.grad_accum, "block_size": args.block_size, "learning_rate": args.lr,
+                 "eval_interval": args.eval_interval, "eval_tokens": args.eval_tokens, "dtype": args.dtype,
+                 "seed": args.seed}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if args.out is not None:
+        overrides["out_dir"] = None if args.out.lower() == "none" else args.out
+    if "learning_rate" in overrides and overrides["learning_rate"] < cfg.min_lr:
+        overrides["min_lr"] = overrides["learning_rate"] / 10
+    if "max_iters" in overrides and cfg.lr_decay_iters is not None and cfg.lr_decay_iters > overrides["max_iters"]:
+        overrides["lr_decay_iters"] = overrides["max_iters"]
+    if "max_iters" in overrides and "eval_interval" not in overrides:
+        overrides["eval_interval"] = max(1, min(cfg.eval_interval, overrides["max_iters"]))
+    return dataclasses.replace(cfg, **overrides)
+
+
+def _cli_train(args) -> int:
+    cfg = config_from_args(args)
+    rank, _, _ = _dist_info()
+    result = train(cfg, device=args.device, progress=not args.quiet and not args.json, resume=args.resume)
+    if rank != 0:
+        return 0
+    s = result.summary()
+    if cfg.out_dir and result.history:
+        with contextlib.suppress(Exception):
+            import matplotlib
+
+            matplotlib.use("Agg")
+            fig = plot_losses(result.history, title=f"{args.preset}: loss")
+            fig.savefig(Path(cfg.out_dir) / "loss.png", dpi=100, bbox_inches="tight")
+    print(f"{args.preset}: {s['steps']} steps on {s['device']}, val loss {s['val_loss']:.4f}, "
+          f"{s['tokens_per_s']:,.0f} tokens/s, MFU {100 * s['mfu']:.2f}%, {s['seconds']:.1f} s"
+          + (f", checkpoint in {cfg.out_dir}" if cfg.out_dir else ""))
+    if args.json:
+        s["preset"] = args.preset
+        print(json.dumps(s))
+    return 0
+
+
+def _cli_sample(args) -> int:
+    from .utils import get_device
+
+    device = get_device(args.device)
+    if args.max_new_tokens < 0:
+        raise ValueError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
+    if args.top_k is not None and args.top_k <= 0:
+        raise ValueError(f"--top-k must be a positive integer, got {args.top_k}")
+    ck = load_checkpoint(args.ckpt, device=device, load_state=False)
+    prompt = args.prompt or "\n"
+    idx = torch.tensor([ck.tokenizer.encode(prompt)], dtype=torch.long, device=device)
+    g = torch.Generator(device="cpu").manual_seed(args.seed)
+    out = ck.model.generate(idx, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, generator=g)
+    text = ck.tokenizer.decode(out[0].tolist())
+    print(text)
+    if args.json:
+        print(json.dumps({"text": text, "prompt": prompt, "step": ck.step, "ckpt": str(ck.path)}))
+    return 0
