@@ -29,6 +29,7 @@ import re
 import string
 from collections import Counter
 
+import numpy as np
 import torch
 
 SMOOTHINGS = ("none", "add-k", "interpolation", "kneser-ney")
@@ -186,19 +187,23 @@ class NGramModel:
             d = n1 / (n1 + 2 * n2) if n1 and n2 else 0.75  # Ney et al.'s estimate of the discount
             self._d[j] = min(max(d, 0.05), 0.95)
 
-    def _choose_lambdas(self, dev_seqs, iters: int = 100):
+    def _choose_lambdas(self, dev_seqs, iters: int = 500):
         """EM for the mixture weights of the uniform and 1..n-gram estimates on held-out data."""
         # Events with probability 0 under every component (unknown tokens, no unk) carry no information.
         rows = [c for s in dev_seqs for h, w in self._events(s) if (c := self._components(h, w))[0] > 0]
         if not rows:
             return [1.0 / (self.order + 1)] * (self.order + 1)
-        P = torch.tensor(rows, dtype=torch.float64)  # (events, order + 1)
-        lam = torch.full((self.order + 1,), 1.0 / (self.order + 1), dtype=torch.float64)
+        P = np.asarray(rows, dtype=np.float64)  # (events, order + 1)
+        lam = np.full(self.order + 1, 1.0 / (self.order + 1))
         for _ in range(iters):
-            r = P * lam  # (events, order + 1)
-            r = r / r.sum(1, keepdim=True)
-            lam = r.mean(0).clamp_min(1e-6)
-            lam = lam / lam.sum()
+            r = P * lam  # (events, order + 1): responsibility of each component for each event
+            r /= r.sum(1, keepdims=True)
+            new = np.maximum(r.mean(0), 1e-6)
+            new /= new.sum()
+            done = np.abs(new - lam).max() < 1e-7
+            lam = new
+            if done:
+                break
         return lam.tolist()
 
     # ----- probabilities -------------------------------------------------------------------------
