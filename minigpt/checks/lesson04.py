@@ -1,0 +1,157 @@
+"""Checks for lesson 04 (tokenization): pair counts, one merge step, encoding with merges, training."""
+
+from __future__ import annotations
+
+from ._core import Check
+
+__all__ = ["bpe_pair_counts", "bpe_merge", "bpe_encode", "bpe_train", "tokens_per_char"]
+
+
+def _ref_stats(ids):
+    counts = {}
+    for pair in zip(ids, ids[1:]):
+        counts[pair] = counts.get(pair, 0) + 1
+    return counts
+
+
+def _ref_merge(ids, pair, idx):
+    out, i = [], 0
+    while i < len(ids):
+        if i < len(ids) - 1 and (ids[i], ids[i + 1]) == pair:
+            out.append(idx)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+def bpe_pair_counts(fn) -> None:
+    """``fn(ids) -> {(a, b): count}``: how often each adjacent pair occurs."""
+    c = Check("bpe_pair_counts")
+    cases = [
+        [1, 2, 3, 1, 2],
+        list(b"aaabdaaabac"),
+        [7],
+        [],
+        [5, 5, 5, 5],
+        list(b"hello world, hello tokens"),
+    ]
+    for ids in cases:
+        got = c.call(fn, list(ids))
+        c.that(isinstance(got, dict), f"return a dict mapping (a, b) tuples to counts, got {type(got).__name__}")
+        got = {tuple(k): int(v) for k, v in got.items()}
+        ref = _ref_stats(ids)
+        if len(ids) < 2:
+            c.that(got == {}, f"a list of {len(ids)} id(s) has no pairs, but you returned {len(got)} entries")
+            continue
+        extra = sorted(set(got) - set(ref))
+        if extra:
+            c.fail(f"for ids {ids[:12]}... you count pair {extra[0]} that is not adjacent anywhere")
+        missing = set(ref) - set(got)
+        if missing:
+            c.fail(f"for ids {ids[:12]}... you miss {len(missing)} adjacent pair(s); is the last pair counted?")
+        wrong = [p for p in ref if got[p] != ref[p]]
+        if wrong:
+            c.fail(f"for ids {ids[:12]}... pair {wrong[0]} has count {got[wrong[0]]}; every position i with "
+                   "(ids[i], ids[i+1]) == pair counts once, the last pair and overlaps included")
+        c.count += 1
+    c.done()
+
+
+def bpe_merge(fn) -> None:
+    """``fn(ids, pair, idx) -> new list``: every occurrence of ``pair`` (left to right) becomes ``idx``."""
+    c = Check("bpe_merge")
+    cases = [
+        ([1, 2, 3, 1, 2], (1, 2), 99),
+        (list(b"aaabdaaabac"), (97, 97), 256),
+        ([5, 5, 5], (5, 5), 7),
+        ([5, 5, 5, 5], (5, 5), 7),
+        ([1, 2], (2, 1), 9),
+        ([3, 1, 2], (1, 2), 4),
+        ([], (1, 2), 3),
+    ]
+    for ids, pair, idx in cases:
+        before = list(ids)
+        got = c.call(fn, ids, pair, idx)
+        c.that(ids == before, "your function changed the input list; build and return a new list instead")
+        c.that(isinstance(got, list), f"return a list of ints, got {type(got).__name__}")
+        ref = _ref_merge(before, pair, idx)
+        if got != ref:
+            first = next((i for i, (a, b) in enumerate(zip(got, ref)) if a != b), min(len(got), len(ref)))
+            hint = (f"merging {pair} into {idx} in {before}: your result has length {len(got)}, expected {len(ref)}; "
+                    f"first difference at position {first}")
+            if pair[0] == pair[1]:
+                hint += " (a pair like (5, 5) must not overlap: after a match, skip both elements)"
+            c.fail(hint)
+        c.count += 1
+    c.done()
+
+
+def bpe_encode(fn) -> None:
+    """``fn(text, merges) -> ids``: UTF-8 bytes, then apply the merge with the lowest rank until none applies."""
+    from ..bpe import BPETokenizer
+
+    c = Check("bpe_encode")
+    # (b, c) is learned before (a, b): "abc" must become [a, bc], not [ab, c].
+    cases = [
+        ("abc", [(98, 99), (97, 98)]),
+        ("aaabdaaabac", [(97, 97), (97, 98), (256, 257)]),
+        ("hello", []),
+        ("", [(97, 98)]),
+        ("the cat sat on the mat", [(116, 104), (256, 101), (97, 116), (32, 258), (32, 257)]),
+        ("你好你好", [(228, 189), (256, 160)]),
+    ]
+    for text, merge_list in cases:
+        merges = {pair: 256 + i for i, pair in enumerate(merge_list)}
+        got = c.call(fn, text, dict(merges))
+        c.that(isinstance(got, list), f"return a list of ints, got {type(got).__name__}")
+        ref = BPETokenizer(merge_list, pattern=None).encode(text)
+        if got != ref:
+            hint = f"encoding {text!r} with {len(merges)} merges gives {len(got)} ids, expected {len(ref)}"
+            if text == "abc":
+                hint = ("encoding 'abc' with merges {(98, 99): 256, (97, 98): 257} is wrong: at each step merge the "
+                        "pair with the LOWEST merge id (learned first), not the leftmost pair")
+            elif len(got) > len(ref):
+                hint += "; keep merging until no adjacent pair is in merges"
+            c.fail(hint)
+        c.count += 1
+    c.done()
+
+
+def bpe_train(fn) -> None:
+    """``fn(text, vocab_size) -> merges`` (dict (a, b) -> new id, ids 256, 257, ... in order).
+
+    Any tie-break between equally frequent pairs is accepted.
+    """
+    c = Check("bpe_train")
+    texts = [("aaabdaaabac", 259), ("the cat sat on the mat with the hat that was flat " * 3, 280)]
+    for text, vocab_size in texts:
+        merges = c.call(fn, text, vocab_size)
+        c.that(isinstance(merges, dict), f"return a dict (a, b) -> id, got {type(merges).__name__}")
+        c.that(len(merges) == vocab_size - 256,
+               f"vocab_size {vocab_size} means {vocab_size - 256} merges, you returned {len(merges)}")
+        ids = list(text.encode("utf-8"))
+        for k, (pair, idx) in enumerate(merges.items()):
+            c.that(int(idx) == 256 + k, f"merge number {k} should create id {256 + k}, yours creates {idx}")
+            stats = _ref_stats(ids)
+            pair = tuple(pair)
+            c.that(pair in stats, f"merge {k} {pair} does not occur in the text at that step; did you apply "
+                                  "each merge to the ids before counting again?")
+            c.that(stats[pair] == max(stats.values()),
+                   f"merge {k} {pair} occurs {stats[pair]} times, but another pair occurs more often at that step")
+            ids = _ref_merge(ids, pair, 256 + k)
+    c.done()
+
+
+def tokens_per_char(fn) -> None:
+    """``fn(tokenizer, text) -> float``: number of tokens divided by number of characters."""
+    from ..bpe import BPETokenizer
+
+    c = Check("tokens_per_char")
+    tok = BPETokenizer([(97, 97), (97, 98), (256, 257)], pattern=None)
+    for text in ["aaabdaaabac", "你好", "héllo", "a"]:
+        got = c.call(fn, tok, text)
+        ref = len(tok.encode(text)) / len(text)
+        c.number(got, ref, f"tokens per character of {text!r}", tol=1e-9)
+    c.done()
