@@ -1,0 +1,141 @@
+"""Checks for lesson 05 (self-attention): averaging the past, causal attention against PyTorch's
+fused kernel, splitting into heads, attention entropy, and the scaling experiment."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ._core import Check
+
+__all__ = ["average_past", "causal_attention", "split_heads", "attention_entropy", "scaling_experiment"]
+
+
+def _same(a, b, atol=1e-5) -> bool:
+    a = torch.as_tensor(a)
+    return tuple(a.shape) == tuple(b.shape) and bool(torch.allclose(a.double(), b.double(), atol=atol))
+
+
+def average_past(fn):
+    """``fn(x)`` for x (B, T, C) -> (B, T, C): position t is the mean of positions 0..t."""
+    c = Check("average_past")
+    g = torch.Generator().manual_seed(5)
+    for shape in [(2, 5, 3), (1, 1, 4), (3, 9, 2)]:
+        x = torch.randn(*shape, generator=g)
+        got = c.call(fn, x.clone())
+        ref = x.cumsum(dim=1) / torch.arange(1, shape[1] + 1).view(1, -1, 1)
+        c.shape(got, shape, "average_past(x)")
+        if _same(got, x.mean(dim=1, keepdim=True).expand_as(x)) and shape[1] > 1:
+            c.fail("every position gets the mean of the whole sequence; position t may only see 0..t")
+        if _same(got, x.cumsum(dim=1)) and shape[1] > 1:
+            c.fail("the rows are sums of the past, not averages: each row of the weights must sum to 1")
+        if _same(got, x.flip(1).cumsum(1).flip(1) / torch.arange(shape[1], 0, -1).view(1, -1, 1)) and shape[1] > 1:
+            c.fail("position t averages positions t..T-1, the future; use the lower triangle (torch.tril)")
+        c.close(got, ref, "average_past(x)", atol=1e-5)
+    c.done()
+
+
+def causal_attention(fn):
+    """``fn(q, k, v)`` for (B, nh, T, d_k) tensors: masked, scaled softmax attention."""
+    c = Check("causal_attention")
+    g = torch.Generator().manual_seed(7)
+    for B, nh, T, d in [(2, 3, 6, 8), (1, 1, 1, 4), (1, 2, 10, 16)]:
+        q, k, v = (torch.randn(B, nh, T, d, generator=g) for _ in range(3))
+        got = c.call(fn, q.clone(), k.clone(), v.clone())
+        ref = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        c.shape(got, tuple(ref.shape), "causal_attention(q, k, v)")
+        got = torch.as_tensor(got).detach()
+        c.that(bool(torch.isfinite(got).all()),
+               "the output has NaN or inf: mask with -inf *before* the softmax, and only the future positions")
+        if not _same(got, ref, atol=1e-4) and T > 1:
+            if _same(got, F.scaled_dot_product_attention(q, k, v, is_causal=False), atol=1e-4):
+                c.fail("position 0 is influenced by later positions: mask the future (j > i) before the softmax")
+            if _same(got, F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0), atol=1e-4):
+                c.fail("the weights are too sharp: divide the scores by sqrt(d_k), the size of the last dimension")
+            unmasked = q @ k.transpose(-2, -1) / math.sqrt(d)
+            mask = torch.tril(torch.ones(T, T, dtype=torch.bool))
+            wrong_dim = F.softmax(unmasked.masked_fill(~mask, float("-inf")), dim=-2).nan_to_num() @ v
+            if _same(got, wrong_dim, atol=1e-4):
+                c.fail("each query's weights must sum to 1 over the keys: take the softmax over the last dimension")
+        c.close(got, ref, "causal_attention(q, k, v)", atol=1e-4)
+    c.done()
+
+
+def split_heads(fn):
+    """``fn(x, n_head)``: (B, T, C) -> (B, nh, T, C // nh), head h holding channels h*hs..(h+1)*hs."""
+    c = Check("split_heads")
+    for B, T, C, nh in [(2, 5, 12, 3), (1, 4, 8, 2), (3, 2, 6, 6)]:
+        x = torch.arange(B * T * C, dtype=torch.float32).view(B, T, C)
+        got = c.call(fn, x.clone(), nh)
+        c.shape(got, (B, nh, T, C // nh), f"split_heads(x, {nh}) for x of shape {(B, T, C)}")
+        ref = x.view(B, T, nh, C // nh).transpose(1, 2)
+        if not torch.equal(torch.as_tensor(got), ref):
+            got_t = torch.as_tensor(got)
+            if torch.equal(got_t, x.view(B, nh, T, C // nh)):
+                c.fail("the shape is right but the values are shuffled: a plain view mixes positions into "
+                       "heads; split the channels first, (B, T, nh, hs), then swap the T and nh dimensions")
+            c.fail(f"head 0, position 0 should hold channels 0..{C // nh - 1} of position 0; "
+                   "check the order of your reshape and transpose")
+        c.count += 1
+    c.done()
+
+
+def attention_entropy(fn):
+    """``fn(w)`` for weights (..., T, T): mean over rows of -sum w log w, in nats, with 0 log 0 = 0."""
+    c = Check("attention_entropy")
+    T = 6
+    uniform_causal = torch.tril(torch.ones(T, T))
+    uniform_causal = uniform_causal / uniform_causal.sum(-1, keepdim=True)
+    cases = [
+        (torch.eye(T), 0.0, "one-hot rows"),
+        (torch.full((T, T), 1.0 / T), math.log(T), "uniform rows"),
+        (uniform_causal, sum(math.log(t) for t in range(1, T + 1)) / T, "causal uniform rows (zeros above the diagonal)"),
+    ]
+    g = torch.Generator().manual_seed(3)
+    w = torch.softmax(torch.randn(2, 3, T, T, generator=g).masked_fill(uniform_causal == 0, float("-inf")), -1)
+    cases.append((w, float(-(w * torch.where(w > 0, w.log(), torch.zeros_like(w))).sum(-1).mean()),
+                  "random causal weights of shape (2, 3, 6, 6)"))
+    for weights, ref, what in cases:
+        got = c.call(fn, weights.clone())
+        try:
+            got = float(got)
+        except (TypeError, ValueError):
+            c.fail(f"return one number (the mean over every row), got {type(got).__name__} "
+                   f"of shape {tuple(getattr(got, 'shape', ()))}")
+        if math.isnan(got):
+            c.fail(f"NaN for {what}: 0 * log(0) is NaN in floating point; count those entries as 0")
+        if ref > 0 and math.isclose(got, ref / math.log(2), rel_tol=1e-4):
+            c.fail(f"for {what} your value is in bits; use the natural log (nats)")
+        if ref > 0 and math.isclose(got, -ref, rel_tol=1e-4):
+            c.fail(f"for {what} the sign is flipped: entropy is -sum w log w, never negative")
+        c.number(got, ref, f"the entropy of {what}", tol=1e-4)
+    c.done()
+
+
+def scaling_experiment(fn):
+    """``fn(head_size, scaled)``: mean row entropy of RandomAttention(4, head_size, 32, seed=0) on the sentence."""
+    from minigpt.viz import RandomAttention
+
+    c = Check("scaling_experiment")
+    tokens = "the quick brown fox jumps over the lazy dog and runs far away from the farm".split()
+
+    def reference(hs, scaled):
+        w = RandomAttention(n_head=4, head_size=hs, n_embd=32, seed=0)(tokens, causal=True, scaled=scaled)
+        return float(-(w * torch.where(w > 0, w.log(), torch.zeros_like(w))).sum(-1).mean())
+
+    got = {}
+    for hs in (4, 64):
+        for scaled in (True, False):
+            value = c.call(fn, hs, scaled)
+            c.that(isinstance(value, (int, float)) or getattr(value, "ndim", None) == 0,
+                   f"return one number, got {type(value).__name__}")
+            got[hs, scaled] = float(value)
+            ref = reference(hs, scaled)
+            if math.isclose(got[hs, scaled], reference(hs, not scaled), rel_tol=1e-4) and \
+                    not math.isclose(ref, reference(hs, not scaled), rel_tol=1e-4):
+                c.fail(f"head_size={hs}: scaled={scaled} gives the other setting's number; pass `scaled` on")
+            c.number(got[hs, scaled], ref, f"mean_entropy({hs}, scaled={scaled})", tol=1e-3)
+    c.that(got[64, False] < got[64, True], "at head size 64 the unscaled rows should be sharper (lower entropy)")
+    c.done()
