@@ -89,9 +89,9 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be a finite number >= 0, got {v!r}")
         if self.min_lr > self.learning_rate:
             raise ValueError(f"TrainConfig.min_lr ({self.min_lr}) is above learning_rate ({self.learning_rate})")
-        if self.eval_tokens is not None and self.eval_tokens < self.block_size:
-            raise ValueError(f"TrainConfig.eval_tokens ({self.eval_tokens}) must be at least block_size "
-                             f"({self.block_size}), or None for the whole validation split")
+        if self.eval_tokens is not None and self.eval_tokens <= 0:
+            raise ValueError(f"TrainConfig.eval_tokens must be positive (at least one window is used), "
+                             f"or None for the whole validation split; got {self.eval_tokens}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"TrainConfig.dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
         # the model's own checks (e.g. n_embd divisible by n_head) with a placeholder vocabulary
