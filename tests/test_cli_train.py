@@ -63,3 +63,21 @@ def test_sample_rejects_characters_outside_the_vocabulary(trained, capsys):
 def test_resume_needs_a_checkpoint(tmp_path, capsys):
     assert main(["train", "--preset", "tiny", "--out", str(tmp_path / "x"), "--resume"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_gpu_check_without_cuda_says_so(monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["gpu-check"]) == 2
+    assert "no CUDA GPU here" in capsys.readouterr().err
+
+
+def test_bench_train_times_both_models_the_same_way():
+    from minigpt.bench import bench_train
+
+    rows = bench_train("cpu", configs=[("t", dict(n_layer=1, n_head=2, n_embd=16, block_size=8), 2, 2)],
+                       rounds=1, steps_per_round=1, warmup=1, progress=False)
+    assert [r["model"] for r in rows] == ["minigpt", "transformers"]
+    assert rows[0]["params"] == rows[1]["params"]
+    assert all(r["tokens_per_s"] > 0 and 0 < r["mfu"] < 1 and r["batch_size"] == 2 for r in rows)
