@@ -126,8 +126,9 @@ class NGramModel:
             return tok
         return self.unk  # None when there is no unknown token: such an event has probability 0
 
-    def _events(self, seq):
-        """(context, token) pairs of one sequence: contexts padded with bos, the end marker last."""
+    def events(self, seq):
+        """The (context, token) events of one sequence that the model scores: contexts padded with
+        the start marker, unknown tokens mapped to unk, the end marker last."""
         n1 = self.order - 1
         toks = [self.bos] * n1 + [self._map(t) for t in seq] + [self.eos]
         for i in range(n1, len(toks)):
@@ -137,7 +138,7 @@ class NGramModel:
         n = self.order
         top = Counter()
         for s in seqs:
-            for h, w in self._events(s):
+            for h, w in self.events(s):
                 top[h + (w,)] += 1
         # raw[j][g]: count of the j-gram g (context of j-1 tokens + token) as the end of an n-gram.
         raw = [None] * (n + 1)
@@ -177,20 +178,20 @@ class NGramModel:
             kn[j] = cont
         self._kn = kn
         self._kn_ctx = [self._context_totals(kn[j]) if j else None for j in range(n + 1)]
-        self._d = [None] * (n + 1)
+        self.discounts = [None] * (n + 1)
         for j in range(1, n + 1):
             if self.discount is not None:
-                self._d[j] = self.discount
+                self.discounts[j] = self.discount
                 continue
             cc = Counter(v for v in kn[j].values() if v <= 2)
             n1, n2 = cc[1], cc[2]
             d = n1 / (n1 + 2 * n2) if n1 and n2 else 0.75  # Ney et al.'s estimate of the discount
-            self._d[j] = min(max(d, 0.05), 0.95)
+            self.discounts[j] = min(max(d, 0.05), 0.95)
 
     def _choose_lambdas(self, dev_seqs, iters: int = 500):
         """EM for the mixture weights of the uniform and 1..n-gram estimates on held-out data."""
         # Events with probability 0 under every component (unknown tokens, no unk) carry no information.
-        rows = [c for s in dev_seqs for h, w in self._events(s) if (c := self._components(h, w))[0] > 0]
+        rows = [c for s in dev_seqs for h, w in self.events(s) if (c := self._components(h, w))[0] > 0]
         if not rows:
             return [1.0 / (self.order + 1)] * (self.order + 1)
         P = np.asarray(rows, dtype=np.float64)  # (events, order + 1)
@@ -231,7 +232,7 @@ class NGramModel:
         total = self._kn_ctx[j][0].get(ctx, 0)
         if not total:
             return lower
-        d = self._d[j]
+        d = self.discounts[j]
         c = self._kn[j].get(ctx + (w,), 0)
         return max(c - d, 0.0) / total + d * self._kn_ctx[j][1][ctx] / total * lower
 
@@ -272,7 +273,7 @@ class NGramModel:
         self._check_fitted()
         out = []
         for s in seqs:
-            for h, w in self._events(s):
+            for h, w in self.events(s):
                 p = self._prob(h, w)
                 out.append(math.log(p) if p > 0 else -math.inf)
         return out
