@@ -120,10 +120,12 @@ class TrainConfig:
 
 PRESETS: dict[str, TrainConfig] = {
     # This CPU recipe: reaches val loss <= 1.75 in under 10 minutes on 2 CPU cores.
+    # nanoGPT's CPU recipe (4 layers, 4 heads, 128 wide, context 64) with a 32-sequence batch,
+    # a higher learning rate and 3500 steps: 7.2M training tokens instead of 1.5M.
     "shakespeare-char-cpu": TrainConfig(
-        n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, batch_size=12,
-        max_iters=2000, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100, lr_decay_iters=None,
-        weight_decay=0.1, beta2=0.99, eval_interval=250, eval_tokens=None,
+        n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, batch_size=32,
+        max_iters=3500, learning_rate=2e-3, min_lr=2e-4, warmup_iters=100, lr_decay_iters=None,
+        weight_decay=0.1, beta2=0.99, eval_interval=500, eval_tokens=None,
         out_dir="runs/shakespeare-char-cpu",
     ),
     # nanoGPT's "baby GPT" (config/train_shakespeare_char.py): 10.7M parameters, ~1.47 val loss.
@@ -206,7 +208,8 @@ def peak_flops(device=None) -> float:
                     flags = line
                 elif line.startswith("cpu MHz"):
                     mhz = float(line.split(":")[1])
-                    break
+                elif not line.strip() and flags:
+                    break  # the first processor's block is enough
     except OSError:
         pass
     per_cycle = 64 if "avx512f" in flags else 32 if "avx2" in flags else 16
