@@ -220,3 +220,21 @@ def test_cli_tinyshakespeare(capsys, level, order, smoothing):
 def test_cli_bad_options_give_a_clear_error(capsys, argv, message):
     code, out, err = run_cli(capsys, *argv)
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_on_names_kneser_ney_and_interpolation_beat_add_k_at_order_four():
+    from minigpt.data import names_split
+
+    s = names_split()
+    dev_nll = {sm: NGramModel(4, sm, k=0.1).fit(s["train"], s["dev"]).nll(s["dev"]) for sm in SMOOTHINGS}
+    assert dev_nll["none"] == math.inf  # some dev 4-gram never occurs in train
+    assert dev_nll["kneser-ney"] < dev_nll["add-k"] - 0.02 and dev_nll["interpolation"] < dev_nll["add-k"] - 0.02
+    assert 2.0 < dev_nll["kneser-ney"] < 2.1
+
+
+def test_cli_prints_seeded_samples(capsys):
+    _, out1, _ = run_cli(capsys, "--order", "3", "--smoothing", "kneser-ney", "--samples", "4", "--seed", "7", "--json")
+    _, out2, _ = run_cli(capsys, "--order", "3", "--smoothing", "kneser-ney", "--samples", "4", "--seed", "7", "--json")
+    samples = json.loads(out1.strip().splitlines()[-1])["samples"]
+    assert len(samples) == 4 and samples == json.loads(out2.strip().splitlines()[-1])["samples"]
+    assert all(set(s) <= set(CHARS[1:]) for s in samples)
