@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -216,10 +217,17 @@ def peak_flops(device=None) -> float:
     return torch.get_num_threads() * mhz * 1e6 * per_cycle
 
 
+@functools.lru_cache(maxsize=16)
+def _peak_cached(device: str, threads: int, env: str | None) -> float:
+    return peak_flops(device)
+
+
 def estimate_mfu(n_params: int, config: GPTConfig, tokens_per_s: float, device=None) -> float:
     """Model FLOPs utilization: achieved training FLOP/s (from :func:`flops_per_token`) over the
     device's peak (:func:`peak_flops`). A fraction: 0.4 means 40%."""
-    return flops_per_token(n_params, config) * tokens_per_s / peak_flops(device)
+    device = str(torch.device(device) if device is not None else torch.device("cpu"))
+    peak = _peak_cached(device, torch.get_num_threads(), os.environ.get("MINIGPT_PEAK_FLOPS"))
+    return flops_per_token(n_params, config) * tokens_per_s / peak
 
 
 # --------------------------------------------------------------------------- data
