@@ -257,3 +257,12 @@ def test_cli_bad_input_exits_2_with_a_clear_message(tmp_path, capsys):
     assert "not a BPE tokenizer" in capsys.readouterr().err
     assert cli.main(["bpe", "train", "--data", "no-such-data", "--out", str(out)]) == 2
     assert "neither a data set" in capsys.readouterr().err
+
+
+def test_bench_reports_both_libraries_on_the_same_text(capsys):
+    result = bpe.bench(MIXED * 30, 300)
+    out = capsys.readouterr().out
+    assert "tokenizers (Rust)" in out and "minigpt.bpe (Python)" in out
+    assert result["tiktoken_same_ids"] is True
+    assert result["text_bytes"] == len((MIXED * 30).encode())
+    assert result["ours_tokens"] < result["text_bytes"] and result["tokenizers_tokens"] < result["text_bytes"]
