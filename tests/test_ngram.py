@@ -238,3 +238,15 @@ def test_cli_prints_seeded_samples(capsys):
     samples = json.loads(out1.strip().splitlines()[-1])["samples"]
     assert len(samples) == 4 and samples == json.loads(out2.strip().splitlines()[-1])["samples"]
     assert all(set(s) <= set(CHARS[1:]) for s in samples)
+
+
+def test_kneser_ney_matches_a_hand_computation():
+    # Corpus .ab. and .b. with d = 0.5. Continuation counts: a after {.}, b after {a, .}, '.' after {b}:
+    # P1(a) = (1 - .5)/4 + .5 * 3/4 * 1/3 = 0.25, P1(b) = 0.5, P1(.) = 0.25.
+    kn = NGramModel(2, "kneser-ney", discount=0.5).fit(["ab", "b"])
+    assert [kn._kn_prob((), w, 1) for w in ".ab"] == pytest.approx([0.25, 0.25, 0.5])
+    assert kn.prob(("a",), "b") == pytest.approx(0.5 / 1 + 0.5 * 1 / 1 * 0.5)  # 0.75
+    assert kn.prob((".",), "b") == pytest.approx(0.5 / 2 + 0.5 * 2 / 2 * 0.5)  # 0.5
+    assert kn.prob((".",), "a") == pytest.approx(0.5 / 2 + 0.5 * 2 / 2 * 0.25)  # 0.375
+    # a unigram model's only level is its top level: raw counts a 1, b 2, '.' 2 -> (2 - .5)/5 + .5 * 3/5 * 1/3
+    assert NGramModel(1, "kneser-ney", discount=0.5).fit(["ab", "b"]).prob((), "b") == pytest.approx(0.4)
