@@ -556,38 +556,35 @@ def _train(cfg, device, progress, resume, text, rank, world) -> TrainResult:
             offsets = torch.randint(len(train_data) - cfg.block_size,
                                     (cfg.grad_accum_steps, world, cfg.batch_size), generator=sampler)
             loss_sum = torch.zeros((), device=device)
-            try:
-                for micro in range(cfg.grad_accum_steps):
-                    x, y = batch_for(offsets[micro, rank])
-                    sync = (not ddp) or micro == cfg.grad_accum_steps - 1
-                    ctx = contextlib.nullcontext() if sync else runner.no_sync()
-                    with ctx:
-                        with autocast:
-                            _, loss = runner(x, y)
-                        loss = loss / cfg.grad_accum_steps  # so the summed gradient is the mean's
-                        scaler.scale(loss).backward()
-                    loss_sum += loss.detach()
-                if cfg.grad_clip > 0:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                # a non-finite loss: stop before the update, so the weights stay the last good ones
-                loss_all = _all_reduce_sum(loss_sum.detach().clone(), world) / world
-                loss_value = float(loss_all)
-                if not math.isfinite(loss_value):
-                    where = (f"the last good checkpoint (step {_latest_step(cfg.out_dir)}) is kept in {cfg.out_dir}"
-                             if cfg.out_dir and _latest_step(cfg.out_dir) is not None else "no checkpoint was written")
-                    raise TrainingError(f"loss became {loss_value} at step {step}; training stopped and {where}. "
-                                        f"Try a lower learning rate (now {cfg.learning_rate}) or gradient "
-                                        "clipping (grad_clip)")
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-            except TrainingError:
-                raise
-            except (RuntimeError, torch.OutOfMemoryError) as e:
-                if _is_oom(e):
-                    raise TrainingError(_oom_message(cfg, device, step)) from None
-                raise
+            for micro in range(cfg.grad_accum_steps):
+                x, y = batch_for(offsets[micro, rank])
+                sync = (not ddp) or micro == cfg.grad_accum_steps - 1
+                ctx = contextlib.nullcontext() if sync else runner.no_sync()
+                with ctx:
+                    with autocast:
+                        _, loss = runner(x, y)
+                    loss = loss / cfg.grad_accum_steps  # so the summed gradient is the mean's
+                    scaler.scale(loss).backward()
+                loss_sum += loss.detach()
+            grad_norm = None
+            if cfg.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            # a non-finite loss: stop before the update, so the weights stay the last good ones
+            loss_all = _all_reduce_sum(loss_sum.detach().clone(), world) / world
+            loss_value = float(loss_all)
+            bad_grad = grad_norm is not None and not scaler.is_enabled() and not math.isfinite(float(grad_norm))
+            if not math.isfinite(loss_value) or bad_grad:
+                what = (f"loss became {loss_value}" if not math.isfinite(loss_value)
+                        else f"gradient norm became {float(grad_norm)}")
+                where = (f"the last good checkpoint (step {_latest_step(cfg.out_dir)}) is kept in {cfg.out_dir}"
+                         if cfg.out_dir and _latest_step(cfg.out_dir) is not None else "no checkpoint was written")
+                raise TrainingError(f"{what} at step {step}; training stopped and {where}. "
+                                    f"Try a lower learning rate (now {cfg.learning_rate}) or gradient "
+                                    "clipping (grad_clip)")
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             dt = time.perf_counter() - t0
@@ -616,6 +613,10 @@ def _train(cfg, device, progress, resume, text, rank, world) -> TrainResult:
             bar.set_postfix(loss=f"{loss_value:.4f}", tok_s=f"{tps_ema:,.0f}", mfu=f"{100 * mfu:.1f}%",
                             refresh=False)
             bar.update(1)
+    except RuntimeError as e:  # out of memory: in a step, an evaluation or a sample
+        if _is_oom(e) and not isinstance(e, TrainingError):
+            raise TrainingError(_oom_message(cfg, device, result.steps + 1)) from None
+        raise
     finally:
         bar.close()
 

@@ -200,3 +200,29 @@ def test_plot_losses_has_labels(text):
     ax = fig.axes[0]
     assert ax.get_title() and ax.get_xlabel() == "step" and ax.get_ylabel()
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train", "validation"]
+
+
+def test_infinite_gradient_stops_too(text, monkeypatch):
+    real = torch.nn.utils.clip_grad_norm_
+    calls = {"n": 0}
+
+    def blow_up(params, max_norm, *a, **k):
+        calls["n"] += 1
+        total = real(params, max_norm, *a, **k)
+        return total * float("inf") if calls["n"] == 4 else total
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", blow_up)
+    with pytest.raises(T.TrainingError, match="gradient norm became inf at step 4.*no checkpoint was written"):
+        train(tiny(max_iters=10), device="cpu", progress=False, text=text)
+
+
+def test_out_of_memory_in_evaluation_says_what_to_do_too(text, monkeypatch):
+    class Hungry(GPT):
+        def forward(self, idx, targets=None):
+            if not self.training:
+                raise torch.OutOfMemoryError("CUDA out of memory.")
+            return super().forward(idx, targets)
+
+    monkeypatch.setattr(T, "GPT", Hungry)
+    with pytest.raises(T.TrainingError, match=r"out of memory on cpu at step 5 with batch_size=8"):
+        train(tiny(max_iters=10, eval_interval=5), device="cpu", progress=False, text=text)
