@@ -453,7 +453,9 @@ def _train(cfg, device, progress, resume, text, rank, world) -> TrainResult:
         _enable_tf32()
     autocast = (torch.autocast(device_type=device.type, dtype=dtype) if dtype != torch.float32
                 else contextlib.nullcontext())
-    scaler = torch.amp.GradScaler(device.type, enabled=(dtype == torch.float16 and device.type == "cuda"))
+    # fp16 needs loss scaling so small gradients do not underflow; bf16 and fp32 do not
+    scaler = torch.amp.GradScaler("cuda" if device.type == "cuda" else "cpu",
+                                  enabled=(dtype == torch.float16 and device.type == "cuda"))
     optimizer = make_optimizer(model, cfg, device)
     sampler = torch.Generator().manual_seed(cfg.seed)  # draws the training batches; same on all ranks
     start_step, history = 0, []
@@ -517,7 +519,8 @@ def _train(cfg, device, progress, resume, text, rank, world) -> TrainResult:
             return None
         model.eval()
         g = torch.Generator(device="cpu").manual_seed(cfg.seed)  # its own generator: training RNG untouched
-        idx = torch.tensor([tokenizer.encode("\n")], dtype=torch.long, device=device)
+        start = "\n" if "\n" in tokenizer.stoi else tokenizer.chars[0]
+        idx = torch.tensor([tokenizer.encode(start)], dtype=torch.long, device=device)
         out = model.generate(idx, cfg.sample_tokens, temperature=0.8, top_k=None, generator=g)
         model.train()
         return tokenizer.decode(out[0, 1:].tolist())
