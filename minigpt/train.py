@@ -260,7 +260,8 @@ class TrainResult:
     config: TrainConfig
     history: list = field(default_factory=list)
     samples: list = field(default_factory=list)  # (step, text)
-    val_loss: float | None = None
+    val_loss: float | None = None  # at the last step
+    best_val_loss: float | None = None  # the lowest of all evaluations
     train_loss: float | None = None
     tokens_per_s: float = 0.0
     mfu: float = 0.0
@@ -270,7 +271,7 @@ class TrainResult:
     device: str = "cpu"
 
     def summary(self) -> dict:
-        return {"val_loss": self.val_loss, "train_loss": self.train_loss, "tokens_per_s": self.tokens_per_s,
+        return {"val_loss": self.val_loss, "best_val_loss": self.best_val_loss, "train_loss": self.train_loss, "tokens_per_s": self.tokens_per_s,
                 "mfu": self.mfu, "seconds": self.seconds, "steps": self.steps, "out_dir": self.out_dir,
                 "device": self.device, "params": self.model.num_params()}
 
@@ -627,6 +628,8 @@ def _train(cfg, device, progress, resume, text, rank, world) -> TrainResult:
         result.val_loss = next((h["val_loss"] for h in reversed(history) if h["val_loss"] is not None), None)
         if result.val_loss is None:
             result.val_loss = evaluate()
+    vals = [h["val_loss"] for h in history if h["val_loss"] is not None]
+    result.best_val_loss = min(vals) if vals else result.val_loss
     result.train_loss = last_loss if last_loss is not None else (history[-1]["train_loss"] if history else None)
     result.tokens_per_s = train_tokens / train_time if train_time > 0 else (tps_ema or 0.0)
     result.mfu = estimate_mfu(n_params, mconf, result.tokens_per_s, device)

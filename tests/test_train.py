@@ -87,6 +87,7 @@ def test_training_lowers_the_loss_and_reports_speed(text):
     assert len(r.history) == 60 and [h["step"] for h in r.history] == list(range(1, 61))
     assert [h["step"] for h in r.history if h["val_loss"] is not None] == [30, 60]
     assert r.val_loss == r.history[-1]["val_loss"]
+    assert r.best_val_loss == min(h["val_loss"] for h in r.history if h["val_loss"] is not None)
     assert r.val_loss < math.log(r.tokenizer.vocab_size) - 0.5  # well below uniform guessing
     assert r.history[-1]["train_loss"] < r.history[0]["train_loss"] - 0.5
     assert r.tokens_per_s > 0 and 0 < r.mfu < 1 and r.seconds > 0
