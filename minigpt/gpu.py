@@ -121,7 +121,8 @@ def train_check(steps: int, device: torch.device) -> dict:
                               out_dir=tempfile.mkdtemp(prefix="minigpt-gpu-check-"))
     result = train(cfg, device=device, progress=True)
     s = result.summary()
-    print(f"  shakespeare-char-gpu, {steps} steps: val loss {s['val_loss']:.4f}, train loss {s['train_loss']:.4f}, "
+    print(f"  shakespeare-char-gpu, {steps} steps: val loss {s['val_loss']:.4f} (best {s['best_val_loss']:.4f}), "
+          f"train loss {s['train_loss']:.4f}, "
           f"{s['tokens_per_s']:,.0f} tokens/s, MFU {100 * s['mfu']:.1f}%, {s['seconds']:.1f} s "
           f"(compile {'on' if cfg.compile is not False else 'off'})", flush=True)
     return s
