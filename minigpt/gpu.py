@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from .model import GPT, GPTConfig
+from .train import _enable_tf32
 
 
 def _line(ok: bool, text: str) -> bool:
@@ -41,8 +42,7 @@ def gpu_checks(device: torch.device) -> bool:
     x = torch.randint(0, 65, (4, 128))
     y = torch.randint(0, 65, (4, 128))
     # fp32 on the GPU without TF32, so the comparison is with full fp32 accuracy
-    old = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
+    _enable_tf32(False)
     try:
         with torch.no_grad():
             lc, loss_c = cpu_model(x, y)
@@ -56,7 +56,7 @@ def gpu_checks(device: torch.device) -> bool:
         err = float((lm - lg).abs().max())
         ok &= _line(err < 1e-3, f"SDPA attention vs written-out attention on the GPU: {err:.2e} (< 1e-3)")
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = old
+        _enable_tf32(True)
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     with torch.no_grad(), torch.autocast("cuda", dtype=dtype):
         _, loss_a = gpu_model(x.to(device), y.to(device))
@@ -158,7 +158,9 @@ def _cli_gpu_check(args) -> int:
         ok &= run_tests()
     print(f"3. training the GPU preset for {args.steps} steps")
     s = train_check(args.steps, device)
-    ok &= _line(s["val_loss"] == s["val_loss"] and s["val_loss"] < 4.0, "training loss is finite and falling")
+    # 300 steps of the baby GPT take the loss from ln(65) = 4.17 to about 2 (nanoGPT: ~2.0 at step 250)
+    ok &= _line(s["val_loss"] == s["val_loss"] and s["val_loss"] < (2.6 if args.steps >= 250 else 4.0),
+                f"val loss {s['val_loss']:.4f} is finite and below {2.6 if args.steps >= 250 else 4.0}")
     total = time.perf_counter() - t0
     print(f"gpu-check {'passed' if ok else 'FAILED'} in {total:.0f} s")
     if args.json:

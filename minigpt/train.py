@@ -336,14 +336,18 @@ def _resolve_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def _enable_tf32() -> None:
-    """TF32 matmuls on Ampere and newer GPUs (fp32 accuracy is not needed for training a GPT)."""
+def _enable_tf32(on: bool = True) -> None:
+    """TF32 matmuls on Ampere and newer GPUs (fp32 accuracy is not needed for training a GPT).
+
+    Uses PyTorch's newer ``fp32_precision`` switches where they exist (mixing them with the older
+    ``allow_tf32`` flags is an error in recent versions), else the older flags.
+    """
     try:
-        torch.backends.cuda.matmul.fp32_precision = "tf32"
-        torch.backends.cudnn.conv.fp32_precision = "tf32"
+        torch.backends.cuda.matmul.fp32_precision = "tf32" if on else "ieee"
+        torch.backends.cudnn.conv.fp32_precision = "tf32" if on else "ieee"
     except (AttributeError, TypeError, ValueError, RuntimeError):
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = on
+        torch.backends.cudnn.allow_tf32 = on
 
 
 def make_optimizer(model: GPT, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
