@@ -163,3 +163,13 @@ def test_sample_names_uses_only_letters_and_is_reproducible():
     b = sample_names(model, 5, torch.Generator().manual_seed(3), max_len=20)
     assert a == b and len(a) == 5
     assert all(set(n) <= set(CHARS[1:]) and len(n) <= 20 for n in a)
+
+
+def test_vocabulary_matches_the_count_models():
+    from minigpt import ngram
+
+    assert "".join(ngram.CHARS) == CHARS and len(CHARS) == 27
+    xs, ys = bigram_pairs(WORDS)
+    counts = torch.zeros(27, 27, dtype=torch.int64)
+    counts.index_put_((xs, ys), torch.ones(len(xs), dtype=torch.int64), accumulate=True)
+    assert torch.equal(counts, ngram.bigram_counts(WORDS))
