@@ -190,3 +190,42 @@ def test_weights_file_of_another_model_is_refused(run, tmp_path):
     (ck / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="does not match the model"):
         load_checkpoint(dst)
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path):
+    """SIGKILL a training process mid-run, start the same command with --resume: same final loss."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root))
+
+    def cmd(out, *extra):
+        return [sys.executable, "-m", "minigpt", "train", "--preset", "tiny", "--max-iters", "120",
+                "--eval-interval", "5", "--device", "cpu", "--out", str(out), "--quiet", "--json", *extra]
+
+    straight = subprocess.run(cmd(tmp_path / "a"), env=env, cwd=root, capture_output=True, text=True, timeout=240)
+    assert straight.returncode == 0, straight.stderr
+    p = subprocess.Popen(cmd(tmp_path / "b"), env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pointer = tmp_path / "b" / "latest.json"
+    deadline = time.monotonic() + 200
+    while p.poll() is None and time.monotonic() < deadline:
+        if pointer.is_file() and json.loads(pointer.read_text())["step"] >= 10:
+            p.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    p.wait(timeout=60)
+    killed_at = load_checkpoint(tmp_path / "b").step
+    print("killed at step", killed_at)
+    resumed = subprocess.run(cmd(tmp_path / "b", "--resume"), env=env, cwd=root, capture_output=True, text=True,
+                             timeout=240)
+    assert resumed.returncode == 0, resumed.stderr
+    a = json.loads(straight.stdout.strip().splitlines()[-1])
+    b = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert killed_at >= 10 and b["steps"] == a["steps"] == 120
+    assert b["val_loss"] == pytest.approx(a["val_loss"], abs=1e-6)
+    assert b["train_loss"] == pytest.approx(a["train_loss"], abs=1e-6)
