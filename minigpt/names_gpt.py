@@ -88,6 +88,7 @@ class NamesTrainConfig:
     betas: tuple[float, float] = (0.9, 0.99)
     grad_clip: float = 1.0
     eval_interval: int = 500  # steps between dev evaluations (and one at the end)
+    keep_best: bool = False  # early stopping: end with the weights of the best dev evaluation
     seed: int = 1337
 
 
@@ -97,6 +98,7 @@ class NamesTrainResult:
 
     train_loss: list[float] = field(default_factory=list)
     dev_nll: list[tuple[int, float]] = field(default_factory=list)  # (step, nll)
+    best_step: int | None = None  # with keep_best: the step whose weights the model ends with
     seconds: float = 0.0
 
 
@@ -122,7 +124,8 @@ def train_names_gpt(model: GPT, train_data, dev_data=None, cfg: NamesTrainConfig
                     progress: bool = True) -> NamesTrainResult:
     """Train ``model`` on ``train_data`` = (X, Y) with random minibatches; evaluate on ``dev_data``.
 
-    Shows a tqdm bar with the latest loss and dev NLL. Returns the loss history.
+    Shows a tqdm bar with the latest loss and dev NLL. Returns the loss history. With
+    ``cfg.keep_best`` (and ``dev_data``) the model ends with the weights of its best dev evaluation.
     """
     import time
 
@@ -136,6 +139,7 @@ def train_names_gpt(model: GPT, train_data, dev_data=None, cfg: NamesTrainConfig
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = make_optimizer(model, cfg)
     result = NamesTrainResult()
+    best_nll, best_state = math.inf, None
     model.train()
     t0 = time.perf_counter()
     bar = tqdm(range(cfg.max_steps), desc="training", disable=not progress)
@@ -156,8 +160,13 @@ def train_names_gpt(model: GPT, train_data, dev_data=None, cfg: NamesTrainConfig
             nll = evaluate_nll(model, *dev_data)
             result.dev_nll.append((step + 1, nll))
             bar.set_postfix(loss=f"{loss.item():.3f}", dev=f"{nll:.3f}")
+            if cfg.keep_best and nll < best_nll:
+                best_nll, result.best_step = nll, step + 1
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         elif step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
+    if best_state is not None:
+        model.load_state_dict(best_state)
     model.eval()
     result.seconds = time.perf_counter() - t0
     return result

@@ -129,3 +129,16 @@ def test_training_rejects_rows_longer_than_the_model_context():
     X, Y = make_dataset(WORDS, 12)
     with pytest.raises(ValueError, match="block_size"):
         train_names_gpt(tiny_model(block_size=9), (X, Y), cfg=NamesTrainConfig(max_steps=1), progress=False)
+
+
+def test_keep_best_ends_with_the_weights_of_the_best_dev_evaluation():
+    X, Y = make_dataset(WORDS, 9)
+    dev = make_dataset(["anna", "eva"], 9)
+    model = tiny_model()
+    # a learning rate far too high: the dev NLL gets worse after the first evaluations
+    cfg = NamesTrainConfig(max_steps=60, batch_size=8, learning_rate=0.3, min_lr=0.3, warmup_steps=1,
+                           eval_interval=10, keep_best=True)
+    result = train_names_gpt(model, (X, Y), dev, cfg, progress=False)
+    best_step, best_nll = min(result.dev_nll, key=lambda r: r[1])
+    assert result.best_step == best_step
+    assert evaluate_nll(model, *dev) == pytest.approx(best_nll, rel=1e-5)
