@@ -253,3 +253,19 @@ def sample_names(model: MLPLanguageModel, n: int, generator: torch.Generator | N
         names.append("".join(out))
     model.train(was_training)
     return names
+
+
+def fit_names_mlp(names: dict[str, Sequence[str]], steps: int = 200_000, block_size: int = 3, n_embd: int = 10,
+                  n_hidden: int = 200, batch_size: int = 32, lr: float = 0.1, seed: int = 42,
+                  progress: bool = True) -> tuple[MLPLanguageModel, dict[str, float]]:
+    """Lesson 03's recipe in one call: train the MLP on ``names["train"]`` with makemore's step decay.
+
+    ``names`` is :func:`minigpt.data.names_split`'s dict. Returns the model and its NLL per token on
+    every split it was given (``{"train": ..., "dev": ..., "test": ...}``), the course's yardstick.
+    """
+    X, Y = build_context_dataset(names["train"], block_size)
+    model = MLPLanguageModel(VOCAB_SIZE, block_size, n_embd, n_hidden, generator=torch.Generator().manual_seed(seed))
+    train_mlp(model, X, Y, steps=steps, batch_size=batch_size, lr=step_decay(lr, 0.5, 0.1, steps),
+              generator=torch.Generator().manual_seed(seed), progress=progress)
+    nll = {split: evaluate_nll(model, *build_context_dataset(words, block_size)) for split, words in names.items()}
+    return model, nll

@@ -173,3 +173,17 @@ def test_vocabulary_matches_the_count_models():
     counts = torch.zeros(27, 27, dtype=torch.int64)
     counts.index_put_((xs, ys), torch.ones(len(xs), dtype=torch.int64), accumulate=True)
     assert torch.equal(counts, ngram.bigram_counts(WORDS))
+
+
+def test_fit_names_mlp_is_lesson_03s_recipe():
+    from minigpt.mlp import fit_names_mlp
+
+    names = {"train": WORDS[:8], "dev": WORDS[8:]}
+    model, nll = fit_names_mlp(names, steps=200, n_hidden=32, progress=False)
+    assert set(nll) == {"train", "dev"} and nll["train"] < math.log(27)
+    # the same steps written out, as lesson 03 does them
+    X, Y = build_context_dataset(names["train"], 3)
+    ref = MLPLanguageModel(n_hidden=32, generator=torch.Generator().manual_seed(42))
+    train_mlp(ref, X, Y, steps=200, lr=step_decay(0.1, 0.5, 0.1, 200), generator=torch.Generator().manual_seed(42),
+              progress=False)
+    assert nll["train"] == pytest.approx(evaluate_nll(ref, X, Y))
