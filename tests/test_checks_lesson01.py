@@ -43,14 +43,18 @@ def trigram_ref(words, k):
     return (N + k) / (N + k).sum(-1, keepdim=True)
 
 
+def by_order_ref(train, dev, orders):
+    return {n: NGramModel(n, "kneser-ney").fit(train).nll(dev) for n in orders}
+
+
 def test_checks_are_exported_from_minigpt_checks():
-    for name in ("bigram_counts", "add_k_probs", "mean_nll", "choose_k", "trigram_probs"):
+    for name in ("bigram_counts", "add_k_probs", "mean_nll", "choose_k", "trigram_probs", "dev_nll_by_order"):
         assert callable(getattr(check, name))
 
 
 @pytest.mark.parametrize("name,fn", [("bigram_counts", counts_ref), ("add_k_probs", add_k_ref),
                                      ("mean_nll", nll_ref), ("choose_k", choose_k_ref),
-                                     ("trigram_probs", trigram_ref)])
+                                     ("trigram_probs", trigram_ref), ("dev_nll_by_order", by_order_ref)])
 def test_each_check_accepts_the_reference(capsys, name, fn):
     getattr(check, name)(fn)
     out = capsys.readouterr().out
@@ -121,3 +125,13 @@ def test_trigram_probs_rejects_missing_padding_and_wrong_axis():
     rejects(check.trigram_probs, lambda words, k: trigram_ref(words, k).transpose(0, 2), "sum to 1")
     wrong_norm = lambda words, k: (lambda P: P / P.sum(0, keepdim=True))(trigram_ref(words, k))
     rejects(check.trigram_probs, wrong_norm, "sum to 1")
+
+
+def test_dev_nll_by_order_rejects_scoring_on_train_fitting_on_dev_and_missing_orders():
+    rejects(check.dev_nll_by_order, lambda train, dev, orders: by_order_ref(train, train, orders), "on train")
+    on_dev = lambda train, dev, orders: {n: NGramModel(n, "kneser-ney").fit(dev).nll(dev) for n in orders}
+    rejects(check.dev_nll_by_order, on_dev, "too low")
+    rejects(check.dev_nll_by_order, lambda train, dev, orders: by_order_ref(train, dev, orders[:2]), "one entry per order")
+    addk = lambda train, dev, orders: {n: NGramModel(n, "add-k", k=0.1).fit(train).nll(dev) for n in orders}
+    rejects(check.dev_nll_by_order, addk, "Kneser-Ney")
+    rejects(check.dev_nll_by_order, lambda train, dev, orders: [1.0] * len(orders), "dict")

@@ -10,7 +10,7 @@ from ..ngram import CHARS, NGramModel, stoi
 from ..ngram import bigram_counts as _reference_counts
 from ._core import Check
 
-__all__ = ["bigram_counts", "add_k_probs", "mean_nll", "choose_k", "trigram_probs"]
+__all__ = ["bigram_counts", "add_k_probs", "mean_nll", "choose_k", "trigram_probs", "dev_nll_by_order"]
 
 _SMALL = ["emma", "ava", "x", "olivia", "zoe", "anna"]
 
@@ -151,4 +151,22 @@ def trigram_probs(fn):
             c.fail("P[0, 0, :] (the context '..', the start of a name) is off: pad every word with two '.' "
                    "in front so its first character is predicted from the context ('.', '.')")
         c.close(got, ref, f"the add-{k:g} trigram probabilities", atol=1e-6, rtol=1e-5)
+    c.done()
+
+
+def dev_nll_by_order(fn):
+    """``fn(train, dev, orders)`` returns {order: dev NLL of a Kneser-Ney model of that order fitted on train}."""
+    c = Check("dev_nll_by_order")
+    train, dev = _names()
+    train, dev = train[:4000], dev[:400]
+    orders = [1, 2, 3, 4]
+    got = c.call(fn, train, dev, list(orders))
+    c.that(isinstance(got, dict), f"return a dict {{order: dev NLL}}, got {type(got).__name__}")
+    c.that(sorted(got) == orders, f"the dict should have one entry per order {orders}, it has keys {sorted(got)}")
+    ref = {n: NGramModel(n, "kneser-ney").fit(train).nll(dev) for n in orders}
+    on_train = {n: NGramModel(n, "kneser-ney").fit(train).nll(train) for n in orders}
+    if all(abs(float(got[n]) - on_train[n]) < 1e-6 for n in orders):
+        c.fail("these are the NLLs on train; score each model on the dev split")
+    for n in orders:
+        c.number(got[n], ref[n], f"the dev NLL of the order-{n} Kneser-Ney model (fitted on train)", tol=1e-6)
     c.done()
