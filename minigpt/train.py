@@ -618,8 +618,7 @@ def _train(cfg, device, progress, resume, text, rank, world) -> TrainResult:
             else:
                 history.append(row)
             result.steps = step
-            bar.set_postfix(loss=f"{loss_value:.4f}", tok_s=f"{tps_ema:,.0f}", mfu=f"{100 * mfu:.1f}%",
-                            refresh=False)
+            bar.set_postfix_str(f"loss {loss_value:.4f}, {tps_ema:,.0f} tok/s, MFU {100 * mfu:.1f}%", refresh=False)
             bar.update(1)
     except RuntimeError as e:  # out of memory: in a step, an evaluation or a sample
         if _is_oom(e) and not isinstance(e, TrainingError):
