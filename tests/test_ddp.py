@@ -66,3 +66,13 @@ def test_resume_under_torchrun(runs):
     ck = load_checkpoint(base / "two")
     assert ck.step == 14 and len(ck.history) == 14
     assert len(ck.state["rng"]) == 2  # each rank's RNG state
+
+
+def test_two_processes_with_accumulation_match_too(runs):
+    """2 processes x 2 micro-batches x 2 sequences (gradients synced once per step) = 1 x 8."""
+    base, _, _ = runs
+    run_train(base / "accum", 2, 2, extra=["--grad-accum", "2"])
+    a, c = load_checkpoint(base / "one"), load_checkpoint(base / "accum")
+    la = [h["train_loss"] for h in a.history][:12]
+    lc = [h["train_loss"] for h in c.history]
+    assert la == pytest.approx(lc, abs=1e-4)
