@@ -48,6 +48,7 @@ def strip_solution(source: str, cell_type: str) -> str:
 def make_exercise(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """An exercise notebook from a solutions notebook (a new object; ``nb`` is not changed)."""
     ex = nbformat.from_dict(nb)
+    ex.metadata.pop("widgets", None)  # saved widget state of the executed solutions
     for cell in ex.cells:
         cell.source = strip_solution(cell.source, cell.cell_type)
         if cell.cell_type == "code":

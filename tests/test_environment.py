@@ -1,16 +1,21 @@
 """environment.yml (conda) installs the same packages as pyproject.toml (pip)."""
 
 import re
-import tomllib
 from pathlib import Path
 
 import yaml
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 CONDA_NAMES = {"torch": "pytorch"}  # pip name -> conda-forge name where they differ
 
 
 def _split(requirement: str) -> tuple[str, str]:
+    requirement = requirement.split(";")[0]  # environment markers: conda installs the package everywhere
     name, spec = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*)$", requirement).groups()
     return name.lower(), spec.replace(" ", "")
 
