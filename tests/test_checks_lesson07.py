@@ -60,6 +60,20 @@ def test_lr_schedule_rejects_a_schedule_that_keeps_decaying_past_the_end():
         check.lr_schedule(keeps_going)
 
 
+def test_lr_schedule_rejects_ignoring_lr_decay_iters():
+    def decays_to_max_iters(step, cfg):
+        end = cfg.max_iters
+        if step < cfg.warmup_iters:
+            return cfg.learning_rate * (step + 1) / (cfg.warmup_iters + 1)
+        if step >= end:
+            return cfg.min_lr
+        ratio = (step - cfg.warmup_iters) / (end - cfg.warmup_iters)
+        return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * ratio)) * (cfg.learning_rate - cfg.min_lr)
+
+    with pytest.raises(CheckFailed, match="decay ends at 1500"):
+        check.lr_schedule(decays_to_max_iters)
+
+
 def test_lr_schedule_reports_an_unfinished_exercise():
     def todo(step, cfg):
         raise NotImplementedError()

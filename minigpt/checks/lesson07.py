@@ -36,16 +36,15 @@ def lr_schedule(fn):
     c = Check("lr_schedule")
     base = PRESETS["shakespeare-char-cpu"]
     settings = [
-        dict(warmup_iters=10, max_iters=100, learning_rate=1e-3, min_lr=1e-4),
-        dict(warmup_iters=100, max_iters=2000, learning_rate=6e-4, min_lr=6e-5),
-        dict(warmup_iters=5, max_iters=50, learning_rate=3e-3, min_lr=0.0),
+        dict(warmup_iters=10, max_iters=100, learning_rate=1e-3, min_lr=1e-4, lr_decay_iters=None),
+        dict(warmup_iters=5, max_iters=50, learning_rate=3e-3, min_lr=0.0, lr_decay_iters=None),
+        # the decay may end before the last step (nanoGPT's lr_decay_iters); the rate then stays at min_lr
+        dict(warmup_iters=100, max_iters=2000, learning_rate=6e-4, min_lr=6e-5, lr_decay_iters=1500),
     ]
     for s in settings:
         cfg = dataclasses.replace(base, **s)
-        if hasattr(cfg, "lr_decay_iters"):
-            cfg = dataclasses.replace(cfg, lr_decay_iters=s["max_iters"])
-        w, m = s["warmup_iters"], s["max_iters"]
-        steps = sorted({0, 1, w // 2, w - 1, w, w + 1, (w + m) // 2, m - 1, m, m + 10})
+        w, m = s["warmup_iters"], s["lr_decay_iters"] or s["max_iters"]
+        steps = sorted({0, 1, w // 2, w - 1, w, w + 1, (w + m) // 2, m - 1, m, m + 10, s["max_iters"]})
         # warmup first, then the end of the schedule, then the middle: the hints get more specific
         steps.sort(key=lambda t: (0 if t < w else 1 if t >= m else 2, t))
         for step in steps:
