@@ -315,6 +315,14 @@ def _show(b: bytes) -> str:
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in s)
 
 
+def _piece(b: bytes) -> str:
+    """A token for display: its text, or its bytes in hex when they are part of a character."""
+    try:
+        return _show(b.decode("utf-8").encode("utf-8"))
+    except UnicodeDecodeError:
+        return "<" + " ".join(f"{x:02x}" for x in b) + ">"
+
+
 def _learn_merges(chunk_counts: dict[bytes, int], num_merges: int, progress: bool = False,
                   verbose: int = 0) -> list[tuple[int, int]]:
     """The BPE merges of a corpus given as distinct chunks with their counts.
@@ -538,7 +546,7 @@ def _cli_encode(args) -> int:
     tok = BPETokenizer.load(args.model)
     ids = tok.encode(args.text)
     print(" ".join(str(i) for i in ids))
-    print(" | ".join(_show(tok.token_bytes(i)) for i in ids))
+    print("|".join(_piece(tok.token_bytes(i)) for i in ids))
     if args.json:
         print(json.dumps({"ids": ids, "tokens": len(ids)}))
     return 0
