@@ -25,12 +25,13 @@ from __future__ import annotations
 import heapq
 import json
 import os
-import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import regex
+
+from .utils import write_json_atomic
 
 # The pre-split patterns of GPT-2 and GPT-4 (cl100k_base), as published in tiktoken.
 GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -257,12 +258,7 @@ class BPETokenizer:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the tokenizer as JSON (atomically): pattern, merges in rank order, special tokens."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, ensure_ascii=False)
-        os.replace(tmp, path)
+        write_json_atomic(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> BPETokenizer:

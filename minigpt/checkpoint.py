@@ -15,7 +15,6 @@ leaves the previous checkpoint whole and ``latest.json`` pointing to it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -27,6 +26,7 @@ import torch
 
 from .model import GPT, GPTConfig
 from .tokenizer import CharTokenizer
+from .utils import sha256_file, write_json_atomic
 
 FORMAT = "minigpt-checkpoint"
 VERSION = 1
@@ -49,14 +49,6 @@ class Checkpoint:
     path: Path | None = None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as f:
         os.fsync(f.fileno())
@@ -73,15 +65,6 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def _write_json_atomic(path: Path, obj) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def save_checkpoint(out_dir, model: GPT, tokenizer: CharTokenizer, step: int, *, train_config: dict,
@@ -105,7 +88,7 @@ def save_checkpoint(out_dir, model: GPT, tokenizer: CharTokenizer, step: int, *,
         files = {}
         for fname in ("model.safetensors", "state.pt"):
             _fsync_file(tmp / fname)
-            files[fname] = {"bytes": (tmp / fname).stat().st_size, "sha256": _sha256(tmp / fname)}
+            files[fname] = {"bytes": (tmp / fname).stat().st_size, "sha256": sha256_file(tmp / fname)}
         meta = {
             "format": FORMAT,
             "version": VERSION,
@@ -127,7 +110,7 @@ def save_checkpoint(out_dir, model: GPT, tokenizer: CharTokenizer, step: int, *,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _write_json_atomic(out_dir / POINTER, {"format": FORMAT, "checkpoint": final.name, "step": int(step)})
+    write_json_atomic(out_dir / POINTER, {"format": FORMAT, "checkpoint": final.name, "step": int(step)})
     _fsync_dir(out_dir)
     # Old checkpoints go only after the pointer has moved to the new one.
     older = sorted((p for p in out_dir.glob("ckpt-*") if p.is_dir() and p != final), key=lambda p: p.name)
@@ -180,7 +163,7 @@ def read_meta(path) -> dict:
         if f.stat().st_size != info["bytes"]:
             raise ValueError(f"checkpoint file {f} is truncated or corrupt: {f.stat().st_size} bytes, "
                              f"expected {info['bytes']}")
-        if _sha256(f) != info["sha256"]:
+        if sha256_file(f) != info["sha256"]:
             raise ValueError(f"checkpoint file {f} is corrupt: its SHA-256 does not match the one recorded")
     meta["_dir"] = str(ckpt)
     return meta

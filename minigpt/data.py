@@ -22,6 +22,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from .utils import sha256_file
+
 
 @dataclass(frozen=True)
 class DataSet:
@@ -83,21 +85,12 @@ def offline_dir() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def sha256_of(path: Path) -> str:
-    """SHA-256 hex digest of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _verify(ds: DataSet, path: Path) -> str | None:
     """None when ``path`` holds the right bytes, else a sentence saying what is wrong."""
     size = path.stat().st_size
     if size != ds.size:
         return f"{path} has {size} bytes, expected {ds.size}"
-    digest = sha256_of(path)
+    digest = sha256_file(path)
     if digest != ds.sha256:
         return f"{path} has sha256 {digest[:12]}..., expected {ds.sha256[:12]}..."
     return None

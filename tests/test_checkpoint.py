@@ -8,23 +8,10 @@ import pytest
 import torch
 
 from minigpt import checkpoint as C
-from minigpt.data import shakespeare_split
 from minigpt.train import PRESETS, load_checkpoint, train
+from minigpt.utils import sha256_file
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; two threads on a busy 2-core machine wait on each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def text():
-    sp = shakespeare_split()
-    return {"train": sp["train"][:60_000], "val": sp["val"][:6_000]}
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cfg(out, **kw):
@@ -179,7 +166,7 @@ def test_state_file_with_code_is_never_run(run, tmp_path):
         os.remove(marker)
     (ck / "state.pt").write_bytes(pickle.dumps({"optimizer": Evil()}))
     meta = json.loads((ck / "meta.json").read_text())
-    meta["files"]["state.pt"] = {"bytes": (ck / "state.pt").stat().st_size, "sha256": C._sha256(ck / "state.pt")}
+    meta["files"]["state.pt"] = {"bytes": (ck / "state.pt").stat().st_size, "sha256": sha256_file(ck / "state.pt")}
     (ck / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="could not be loaded safely"):
         load_checkpoint(dst)
@@ -195,7 +182,7 @@ def test_weights_file_of_another_model_is_refused(run, tmp_path):
     save_file({"foo": torch.zeros(3)}, str(ck / "model.safetensors"))
     meta = json.loads((ck / "meta.json").read_text())
     f = ck / "model.safetensors"
-    meta["files"]["model.safetensors"] = {"bytes": f.stat().st_size, "sha256": C._sha256(f)}
+    meta["files"]["model.safetensors"] = {"bytes": f.stat().st_size, "sha256": sha256_file(f)}
     (ck / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="does not match the model"):
         load_checkpoint(dst)

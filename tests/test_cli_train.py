@@ -7,14 +7,7 @@ import torch
 
 from minigpt.cli import main
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; two threads on a busy 2-core machine wait on each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +69,6 @@ def test_resume_needs_a_checkpoint(tmp_path, capsys):
 
 
 def test_gpu_check_without_cuda_says_so(monkeypatch, capsys):
-    import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert main(["gpu-check"]) == 2

@@ -7,25 +7,11 @@ import pytest
 import torch
 
 from minigpt import train as T
-from minigpt.data import shakespeare_split
 from minigpt.model import GPT
 from minigpt.train import PRESETS, TrainConfig, estimate_mfu, get_lr, get_preset, train
 from minigpt.utils import get_device
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; two threads on a busy 2-core machine wait on each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def text():
-    sp = shakespeare_split()
-    return {"train": sp["train"][:60_000], "val": sp["val"][:6_000]}
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**kw):

@@ -41,3 +41,20 @@ def test_seed_everything_makes_runs_repeatable():
     g = utils.seed_everything(123)
     b = torch.randn(3), torch.randn(3, generator=g)
     torch.testing.assert_close(a, b)
+
+
+def test_write_json_atomic_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "state.json"
+    utils.write_json_atomic(path, {"step": 1})
+    with pytest.raises(TypeError):
+        utils.write_json_atomic(path, {"step": object()})  # not JSON-serialisable, fails mid-write
+    assert path.read_text(encoding="utf-8") == '{"step": 1}'
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temporary file left behind
+
+
+def test_sha256_file_matches_hashlib(tmp_path):
+    import hashlib
+
+    path = tmp_path / "x.bin"
+    path.write_bytes(b"minigpt" * 1000)
+    assert utils.sha256_file(path) == hashlib.sha256(b"minigpt" * 1000).hexdigest()

@@ -7,7 +7,8 @@ that pytest did not collect is a failure, so none can be left out of CI by accid
 import os
 from pathlib import Path
 
-from conftest import NOTEBOOK_DIRS, ROOT
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIRS = ("notebooks", "solutions")
 
 
 def _all_notebooks() -> list[Path]:

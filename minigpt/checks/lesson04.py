@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
+from ..bpe import get_stats as _ref_stats
+from ..bpe import merge as _ref_merge
 from ._core import Check
 
 __all__ = ["bpe_pair_counts", "bpe_merge", "bpe_encode", "bpe_train", "tokens_per_char"]
-
-
-def _ref_stats(ids):
-    counts = {}
-    for pair in zip(ids, ids[1:]):
-        counts[pair] = counts.get(pair, 0) + 1
-    return counts
-
-
-def _ref_merge(ids, pair, idx):
-    out, i = [], 0
-    while i < len(ids):
-        if i < len(ids) - 1 and (ids[i], ids[i + 1]) == pair:
-            out.append(idx)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
-    return out
 
 
 def bpe_pair_counts(fn) -> None:
