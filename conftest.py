@@ -26,7 +26,7 @@ if "MINIGPT_DATA_DIR" not in os.environ and shared.is_dir():
 
 
 def pytest_configure(config):
-    # One log file per test session (xdist workers share the controller's via the environment).
+    # One log file per test session; notebook kernels inherit its name through the environment.
     if "MINIGPT_FAST_LOG" not in os.environ:
         fd, name = tempfile.mkstemp(prefix="minigpt-fast-", suffix=".log")
         os.close(fd)
