@@ -401,7 +401,15 @@ def train(cfg: TrainConfig, device=None, progress: bool = True, resume: bool = F
         device = get_device(str(device) if isinstance(device, torch.device) else device)
     master = rank == 0
     try:
-        return _train(cfg, device, progress and master, resume, text, rank, world)
+        result = _train(cfg, device, progress and master, resume, text, rank, world)
+        if ddp:
+            # Wait for rank 0 to finish writing before anyone tears down the process group: a rank that
+            # destroys gloo while its peer is still busy can abort ("terminate called without an active
+            # exception").
+            import torch.distributed as dist
+
+            dist.barrier()
+        return result
     finally:
         if ddp:
             import torch.distributed as dist
