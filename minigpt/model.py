@@ -6,6 +6,9 @@
 Attention has two paths that compute the same thing:
 - ``"sdpa"``: ``F.scaled_dot_product_attention`` (fused kernels, flash attention on GPUs);
 - ``"math"``: softmax(Q K^T / sqrt(d_k)) V written out, for teaching and for returning the weights.
+
+Generation passes a :class:`KVCache`: each layer keeps the keys and values of the tokens it has
+already seen, so a new token costs one position of work instead of the whole context.
 """
 
 from __future__ import annotations
@@ -83,6 +86,40 @@ class LayerNorm(nn.Module):
         return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
 
 
+class KVCache:
+    """The keys and values of the past, for every layer: (n_layer, B, nh, block_size, hs) each.
+
+    ``model(idx, cache=cache)`` reads the cached positions ``0 .. length-1``, writes the new tokens'
+    keys and values after them, and advances ``length``. The buffers are allocated once, at the
+    first write, in the dtype and on the device of the keys (so autocast and GPUs just work).
+    With learned absolute positions every cached key carries its position, so the cache can hold
+    at most ``block_size`` tokens; see :func:`minigpt.generate.generate` for what happens beyond.
+    """
+
+    def __init__(self, config: GPTConfig, batch_size: int):
+        self.config = config
+        self.batch_size = batch_size
+        self.length = 0  # tokens cached so far
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        """Forget every cached token (the buffers are kept and overwritten)."""
+        self.length = 0
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Store ``k``, ``v`` (B, nh, T, hs) after the cached tokens; return all keys and values so far."""
+        if self.k is None or self.k.dtype != k.dtype or self.k.device != k.device:
+            c = self.config
+            shape = (c.n_layer, self.batch_size, c.n_head, c.block_size, c.n_embd // c.n_head)
+            self.k = torch.zeros(shape, dtype=k.dtype, device=k.device)
+            self.v = torch.zeros(shape, dtype=v.dtype, device=v.device)
+        s, T = self.length, k.size(2)
+        self.k[layer, :, :, s:s + T] = k
+        self.v[layer, :, :, s:s + T] = v
+        return self.k[layer, :, :, :s + T], self.v[layer, :, :, :s + T]  # (B, nh, s + T, hs) views
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head masked self-attention: each position attends only to itself and the past."""
 
@@ -100,22 +137,32 @@ class CausalSelfAttention(nn.Module):
         mask = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
         self.register_buffer("mask", mask.view(1, 1, config.block_size, config.block_size), persistent=False)
 
-    def forward(self, x, return_weights: bool = False):
+    def forward(self, x, return_weights: bool = False, cache: KVCache | None = None, layer: int = 0):
         B, T, C = x.shape
         hs = C // self.n_head
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # 3 x (B, T, C)
         q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        past = 0
+        if cache is not None:
+            past = cache.length
+            k, v = cache.update(layer, k, v)  # (B, nh, past + T, hs): the cached past, then these T
+        S = k.size(2)  # positions attended to
         att = None
         if self.attn_impl == "sdpa" and not return_weights:
+            if past == 0 or T == 1:
+                # no past: the usual causal mask; one new token: it may see every cached position
+                mask, causal = None, past == 0
+            else:  # several new tokens after a cached past: query i sees keys 0 .. past + i
+                mask, causal = self.mask[0, 0, past:S, :S], False
             y = F.scaled_dot_product_attention(
-                q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
+                q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=causal
             )
         else:
             # Dividing by sqrt(hs) keeps the scores' variance near 1, so softmax does not saturate.
-            att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)  # (B, nh, T, T)
-            att = att.masked_fill(~self.mask[:, :, :T, :T], float("-inf"))
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)  # (B, nh, T, S)
+            att = att.masked_fill(~self.mask[:, :, past:S, :S], float("-inf"))
             att = F.softmax(att, dim=-1)
             y = self.attn_dropout(att) @ v  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads side by side
@@ -146,12 +193,12 @@ class Block(nn.Module):
         self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x, return_weights: bool = False):
+    def forward(self, x, return_weights: bool = False, cache: KVCache | None = None, layer: int = 0):
         if return_weights:
-            a, att = self.attn(self.ln_1(x), return_weights=True)
+            a, att = self.attn(self.ln_1(x), return_weights=True, cache=cache, layer=layer)
             x = x + a
             return x + self.mlp(self.ln_2(x)), att
-        x = x + self.attn(self.ln_1(x))
+        x = x + self.attn(self.ln_1(x), cache=cache, layer=layer)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -202,17 +249,24 @@ class GPT(nn.Module):
                 "crop the input to the last block_size tokens"
             )
 
-    def forward(self, idx, targets=None):
+    def forward(self, idx, targets=None, cache: KVCache | None = None):
         """Logits (B, T, V) for token ids (B, T); with ``targets`` (B, T) also the mean cross-entropy.
 
-        Targets equal to -1 are ignored in the loss.
+        Targets equal to -1 are ignored in the loss. With a :class:`KVCache`, ``idx`` holds only the
+        new tokens: they sit at positions ``cache.length ..`` and attend to the cached past too.
         """
         B, T = idx.shape
+        past = 0 if cache is None else cache.length
+        if cache is not None and past + T > self.config.block_size:
+            raise ValueError(f"the KV cache holds {past} tokens; {T} more would pass block_size "
+                             f"{self.config.block_size}: reset the cache and start again from the last tokens")
         self._check_length(T)
-        pos = torch.arange(T, device=idx.device)  # (T,)
+        pos = torch.arange(past, past + T, device=idx.device)  # (T,)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
-        for block in self.transformer.h:
-            x = block(x)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, cache=cache, layer=i)
+        if cache is not None:
+            cache.length += T
         x = self.transformer.ln_f(x)
         logits = self.lm_head(x)  # (B, T, V)
         loss = None
@@ -233,30 +287,14 @@ class GPT(nn.Module):
             weights.append(att)
         return weights
 
-    @torch.no_grad()
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, **kwargs):
         """Append ``max_new_tokens`` sampled tokens to ``idx`` (B, T); returns (B, T + max_new_tokens).
 
-        ``temperature`` 0 means greedy; ``top_k`` keeps only the k most likely tokens.
+        ``temperature`` 0 means greedy; ``top_k`` keeps only the k most likely tokens. Every other
+        option of :func:`minigpt.generate.generate` (``top_p``, ``use_cache``, ...) passes through.
         """
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
-        for _ in range(max_new_tokens):
-            idx_cond = idx[:, -self.config.block_size:]  # the model sees at most block_size tokens
-            logits, _ = self(idx_cond)
-            logits = logits[:, -1, :].float()  # (B, V)
-            if temperature == 0:
-                idx_next = logits.argmax(dim=-1, keepdim=True)
-            else:
-                logits = logits / temperature
-                if top_k is not None:
-                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
-                    logits[logits < v[:, [-1]]] = float("-inf")
-                probs = F.softmax(logits, dim=-1)
-                if generator is not None and generator.device != probs.device:
-                    idx_next = torch.multinomial(probs.cpu(), 1, generator=generator).to(probs.device)
-                else:
-                    idx_next = torch.multinomial(probs, 1, generator=generator)
-            idx = torch.cat((idx, idx_next), dim=1)
-        return idx
+        from .generate import generate
+
+        return generate(self, idx, max_new_tokens, temperature=temperature, top_k=top_k,
+                        generator=generator, **kwargs)

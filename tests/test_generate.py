@@ -1,0 +1,364 @@
+"""Generation: the sampling strategies draw from the right distributions, the KV cache changes
+nothing but the speed, streaming and stop strings, and the ``sample`` command's errors."""
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import minigpt.generate as gen
+from minigpt.cli import main
+from minigpt.generate import (
+    apply_temperature,
+    check_sampling_args,
+    frequency_penalty,
+    generate,
+    generate_text,
+    greedy,
+    next_token_probs,
+    repetition_penalty,
+    sample_next,
+    stream,
+    top_k_filter,
+    top_p_filter,
+)
+from minigpt.model import GPT, GPTConfig, KVCache
+from minigpt.tokenizer import CharTokenizer
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TOK = CharTokenizer(sorted(set("abcdefghijklmnopqrstuvwxyz .,\n")))
+
+
+def tiny_gpt(attn_impl="sdpa", block_size=16, seed=0):
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(block_size=block_size, vocab_size=TOK.vocab_size, n_layer=2, n_head=4, n_embd=32,
+                          attn_impl=attn_impl))
+    with torch.no_grad():  # weights less uniform than the init, so the logits differ clearly
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return model.eval()
+
+
+def z_scores(draws: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """(observed - expected) / sd for each token's count among ``draws`` drawn from ``probs``."""
+    n = draws.numel()
+    counts = torch.bincount(draws.flatten(), minlength=probs.numel()).double()
+    expected = n * probs.double()
+    sd = (n * probs.double() * (1 - probs.double())).sqrt().clamp_min(1e-12)
+    return (counts - expected) / sd
+
+
+# --------------------------------------------------------------------------- distributions
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
+def test_sampled_frequencies_match_the_softmax_at_that_temperature(temperature):
+    logits = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0, -3.0])
+    n = 40_000
+    g = torch.Generator().manual_seed(0)
+    draws = sample_next(logits.expand(n, -1), temperature=temperature, generator=g)
+    probs = F.softmax(logits / temperature, dim=-1)
+    z = z_scores(draws, probs)
+    assert z.abs().max() < 4.5, f"sampled frequencies are off the softmax at T={temperature}: z={z.tolist()}"
+    # and the chi-square statistic is below its 99.99% quantile for 5 degrees of freedom (25.74)
+    counts = torch.bincount(draws.flatten(), minlength=6).double()
+    chi2 = ((counts - n * probs.double()) ** 2 / (n * probs.double())).sum()
+    assert chi2 < 25.74
+
+
+def test_temperature_sharpens_below_one_and_flattens_above():
+    logits = torch.tensor([[3.0, 1.0, 0.0, -1.0]])
+    entropy = lambda p: -(p * p.log()).sum().item()
+    h = [entropy(next_token_probs(logits, temperature=t)[0]) for t in (0.25, 1.0, 4.0)]
+    assert h[0] < h[1] < h[2] < math.log(4)
+    torch.testing.assert_close(apply_temperature(logits, 1.0), logits)
+
+
+def reference_nucleus(probs: torch.Tensor, p: float) -> set[int]:
+    """The smallest set of most likely tokens whose mass reaches p, ties broken by the lower id."""
+    order = sorted(range(len(probs)), key=lambda i: (-float(probs[i]), i))
+    kept, mass = set(), 0.0
+    for i in order:
+        kept.add(i)
+        mass += float(probs[i])
+        if mass >= p - 1e-12:
+            break
+    return kept
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("p", [0.05, 0.3, 0.5, 0.9, 0.99])
+def test_top_p_keeps_exactly_the_smallest_set_whose_mass_reaches_p(seed, p):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(3, 12, generator=g) * 2
+    kept = top_p_filter(logits, p) > float("-inf")
+    probs = F.softmax(logits.double(), dim=-1)
+    for row in range(3):
+        ref = reference_nucleus(probs[row], p)
+        assert set(kept[row].nonzero().flatten().tolist()) == ref
+        assert probs[row][kept[row]].sum() >= p - 1e-9  # the kept mass reaches p ...
+        # ... and without its least likely member it would not
+        least = min(ref, key=lambda i: (float(probs[row][i]), -i))
+        assert probs[row][list(ref - {least})].sum() < p
+
+
+def test_top_p_with_ties_and_at_the_edges():
+    ties = torch.zeros(1, 4)  # four equally likely tokens, 0.25 each
+    assert (top_p_filter(ties, 0.5) > float("-inf")).tolist() == [[True, True, False, False]]
+    assert (top_p_filter(ties, 0.50001) > float("-inf")).sum() == 3
+    logits = torch.tensor([[1.0, 3.0, 2.0, -5.0]])
+    torch.testing.assert_close(top_p_filter(logits, 1.0), logits)  # p = 1 keeps everything
+    assert (top_p_filter(logits, 1e-6) > float("-inf")).tolist() == [[False, True, False, False]]
+
+
+def test_top_k_keeps_the_k_largest():
+    logits = torch.tensor([[0.1, 0.5, -1.0, 2.0, 0.4]])
+    assert (top_k_filter(logits, 2) > float("-inf")).tolist() == [[False, True, False, True, False]]
+    torch.testing.assert_close(top_k_filter(logits, 5), logits)
+    torch.testing.assert_close(top_k_filter(logits, 50), logits)
+
+
+@pytest.mark.parametrize("settings", [dict(top_k=3), dict(top_p=0.6), dict(top_k=4, top_p=0.5, temperature=1.5)])
+def test_nothing_outside_the_allowed_set_is_ever_drawn(settings):
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(1, 20, generator=g)
+    allowed = next_token_probs(logits, **settings)[0] > 0
+    draws = sample_next(logits.expand(20_000, -1), generator=g, **settings)
+    assert allowed[draws.flatten()].all()
+    assert allowed.sum() < 20 and allowed[draws.flatten()].sum() == 20_000
+    # the draws follow the renormalised distribution over the allowed set
+    assert z_scores(draws, next_token_probs(logits, **settings)[0]).abs().max() < 4.5
+
+
+def test_probabilities_sum_to_one_after_every_filter():
+    logits = torch.randn(5, 30, generator=torch.Generator().manual_seed(2))
+    for s in [dict(), dict(temperature=0), dict(temperature=0.3, top_k=7), dict(top_p=0.2), dict(top_k=1)]:
+        torch.testing.assert_close(next_token_probs(logits, **s).sum(-1), torch.ones(5))
+
+
+def test_top_k_one_and_temperature_zero_equal_greedy():
+    model = tiny_gpt()
+    idx = torch.tensor([TOK.encode("the cat"), TOK.encode("a dog. ")[:7]])
+    greedy_out = generate(model, idx, 40, temperature=0)
+    for s in [dict(temperature=1.0, top_k=1), dict(temperature=0.0), dict(temperature=2.0, top_k=1, top_p=0.9)]:
+        out = generate(model, idx, 40, generator=torch.Generator().manual_seed(5), **s)
+        assert torch.equal(out, greedy_out), s
+    logits = torch.randn(4, 9)
+    assert torch.equal(greedy(logits), logits.argmax(-1, keepdim=True))
+
+
+@pytest.mark.parametrize("settings", [dict(temperature=1.0), dict(temperature=0.7, top_k=5),
+                                      dict(top_p=0.8), dict(temperature=1.2, repetition=1.3, frequency=0.2)])
+def test_a_seeded_generator_makes_every_strategy_reproducible(settings):
+    model = tiny_gpt()
+    idx = torch.tensor([TOK.encode("to be")])
+    a = generate(model, idx, 30, generator=torch.Generator().manual_seed(7), **settings)
+    b = generate(model, idx, 30, generator=torch.Generator().manual_seed(7), **settings)
+    c = generate(model, idx, 30, generator=torch.Generator().manual_seed(8), **settings)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_repetition_penalty_matches_hugging_face():
+    from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
+
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 10, generator=g) * 3
+    ids = torch.tensor([[1, 1, 4, 7], [0, 2, 2, 9]])
+    counts = torch.zeros(2, 10).scatter_add_(1, ids, torch.ones_like(ids, dtype=torch.float))
+    ours = repetition_penalty(logits, counts, 1.5)
+    theirs = RepetitionPenaltyLogitsProcessor(1.5)(ids, logits.clone())
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_frequency_penalty_subtracts_alpha_per_occurrence():
+    logits = torch.zeros(1, 4)
+    counts = torch.tensor([[0.0, 1.0, 3.0, 0.0]])
+    torch.testing.assert_close(frequency_penalty(logits, counts, 0.5), torch.tensor([[0.0, -0.5, -1.5, 0.0]]))
+
+
+def test_a_repetition_penalty_makes_greedy_text_repeat_less():
+    model = tiny_gpt(block_size=64)
+    idx = torch.tensor([TOK.encode("the ")])
+    plain = TOK.decode(generate(model, idx, 60, temperature=0)[0, 4:].tolist())
+    penalised = TOK.decode(generate(model, idx, 60, temperature=0, repetition=2.0)[0, 4:].tolist())
+    distinct = lambda s: len({s[i:i + 3] for i in range(len(s) - 2)})
+    assert distinct(penalised) > distinct(plain)
+
+
+# --------------------------------------------------------------------------- the KV cache
+
+@pytest.mark.parametrize("attn_impl", ["sdpa", "math"])
+def test_cache_gives_the_same_logits_as_recomputing_at_every_step_even_past_block_size(attn_impl, monkeypatch):
+    model = tiny_gpt(attn_impl, block_size=16)
+    idx = torch.randint(0, TOK.vocab_size, (3, 5), generator=torch.Generator().manual_seed(0))
+    seen = {True: [], False: []}
+    real = gen.sample_next
+    for use_cache in (True, False):
+        def record(logits, *a, _store=seen[use_cache], **k):
+            _store.append(logits.clone())
+            return real(logits, *a, **k)
+
+        monkeypatch.setattr(gen, "sample_next", record)
+        out = generate(model, idx, 40, temperature=0, use_cache=use_cache)  # 45 tokens: past block_size 16
+        monkeypatch.setattr(gen, "sample_next", real)
+        seen[use_cache].append(out)
+    *cached, out_cached = seen[True]
+    *recomputed, out_recomputed = seen[False]
+    assert len(cached) == len(recomputed) == 40
+    for step, (a, b) in enumerate(zip(cached, recomputed)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0, msg=f"logits differ at step {step}")
+    assert torch.equal(out_cached, out_recomputed)
+    # and the recomputed logits are the model's own on the last block_size tokens (the window slides)
+    window = out_recomputed[:, 44 - 16:44]
+    torch.testing.assert_close(recomputed[-1], model(window)[0][:, -1], atol=1e-5, rtol=0)
+
+
+def test_cache_in_chunks_equals_one_forward_and_refuses_to_overflow():
+    model = tiny_gpt(block_size=16)
+    x = torch.randint(0, TOK.vocab_size, (2, 16), generator=torch.Generator().manual_seed(1))
+    cache = KVCache(model.config, 2)
+    parts = [model(x[:, a:b], cache=cache)[0] for a, b in [(0, 3), (3, 4), (4, 11), (11, 16)]]
+    torch.testing.assert_close(torch.cat(parts, 1), model(x)[0], atol=1e-5, rtol=0)
+    assert cache.length == 16
+    with pytest.raises(ValueError, match="KV cache holds 16 tokens"):
+        model(x[:, :1], cache=cache)
+    cache.reset()
+    torch.testing.assert_close(model(x[:, :4], cache=cache)[0], model(x[:, :4])[0], atol=1e-5, rtol=0)
+
+
+def test_future_tokens_never_change_past_logits_with_the_cache():
+    model = tiny_gpt()
+    x = torch.randint(0, TOK.vocab_size, (1, 10), generator=torch.Generator().manual_seed(2))
+    y = x.clone()
+    y[0, 7:] = (y[0, 7:] + 1) % TOK.vocab_size
+    a = model(x, cache=KVCache(model.config, 1))[0]
+    b = model(y, cache=KVCache(model.config, 1))[0]
+    torch.testing.assert_close(a[:, :7], b[:, :7])
+
+
+def test_generate_leaves_the_models_mode_as_it_was():
+    model = tiny_gpt().train()
+    generate(model, torch.zeros(1, 1, dtype=torch.long), 3, temperature=0)
+    assert model.training
+
+
+# --------------------------------------------------------------------------- text, streaming, stop strings
+
+def test_stream_yields_pieces_as_they_come_and_joins_to_generate_text():
+    model = tiny_gpt(block_size=32)
+    pieces = list(stream(model, TOK, "the ", 30, temperature=0))
+    assert len(pieces) == 30 and all(len(p) == 1 for p in pieces)
+    full = generate(model, torch.tensor([TOK.encode("the ")]), 30, temperature=0)
+    assert "".join(pieces) == TOK.decode(full[0, 4:].tolist()) == generate_text(model, TOK, "the ", 30, temperature=0)
+
+
+def test_stop_strings_end_the_text_before_them_and_are_never_yielded():
+    model = tiny_gpt(block_size=32)
+    full = generate_text(model, TOK, "the ", 60, temperature=0)
+    stop = full[20:23]
+    first = full.find(stop)
+    pieces = list(stream(model, TOK, "the ", 60, stop=stop, temperature=0))
+    assert "".join(pieces) == full[:first]
+    assert all(stop not in "".join(pieces[: i + 1]) for i in range(len(pieces)))
+    # several stop strings: the earliest one wins; one that never occurs changes nothing
+    assert generate_text(model, TOK, "the ", 60, stop=["\x00never", stop], temperature=0) == full[:first]
+    assert generate_text(model, TOK, "the ", 60, stop="zzzzzzzz", temperature=0) == full
+    with pytest.raises(ValueError, match="non-empty"):
+        generate_text(model, TOK, "the ", 5, stop="")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(temperature=-0.1), "temperature must be a number >= 0"),
+    (dict(temperature=float("nan")), "temperature"),
+    (dict(top_k=0), "top-k must be a positive integer"),
+    (dict(top_p=0.0), r"top-p must be in \(0, 1\]"),
+    (dict(top_p=1.5), r"top-p must be in \(0, 1\]"),
+    (dict(repetition=0.0), "repetition penalty must be > 0"),
+    (dict(max_new_tokens=-1), "max new tokens must be an integer >= 0"),
+])
+def test_bad_sampling_settings_are_one_clear_error(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        check_sampling_args(**kwargs)
+    if "max_new_tokens" not in kwargs:
+        with pytest.raises(ValueError, match=match):
+            generate(tiny_gpt(), torch.zeros(1, 1, dtype=torch.long), 3, **kwargs)
+
+
+# --------------------------------------------------------------------------- the command line
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gen") / "run"
+    assert main(["train", "--preset", "tiny", "--max-iters", "10", "--eval-interval", "10", "--out", str(out),
+                 "--device", "cpu", "--quiet"]) == 0
+    return out
+
+
+def last_json(capsys):
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_sample_command_top_p_stream_and_no_cache_agree(run, capsys):
+    args = ["sample", "--ckpt", str(run), "--prompt", "ROMEO:", "--max-new-tokens", "50", "--top-p", "0.9",
+            "--seed", "3", "--json"]
+    assert main(args) == 0
+    plain = last_json(capsys)
+    assert main(args + ["--stream"]) == 0
+    streamed = last_json(capsys)
+    assert main(args + ["--no-cache"]) == 0
+    recomputed = last_json(capsys)
+    assert plain["text"] == streamed["text"] == recomputed["text"]
+    assert plain["text"].startswith("ROMEO:") and plain["new_characters"] == 50
+
+
+def test_sample_command_stops_at_a_stop_string(run, capsys):
+    assert main(["sample", "--ckpt", str(run), "--max-new-tokens", "80", "--temperature", "0", "--json"]) == 0
+    full = last_json(capsys)["text"]
+    stop = full[30:32]
+    assert main(["sample", "--ckpt", str(run), "--max-new-tokens", "80", "--temperature", "0", "--stop", stop,
+                 "--json"]) == 0
+    assert last_json(capsys)["text"] == full[: full.find(stop, 1)]
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--top-p", "0"], "top-p must be in (0, 1]"),
+    (["--top-p", "1.01"], "top-p must be in (0, 1]"),
+    (["--temperature", "-1"], "temperature must be a number >= 0"),
+    (["--max-new-tokens", "-5"], "max new tokens must be an integer >= 0"),
+    (["--top-k", "0"], "top-k must be a positive integer"),
+    (["--prompt", "日本"], "is not in the vocabulary"),
+])
+def test_sample_command_bad_values_exit_2_with_one_line(run, extra, match, capsys):
+    assert main(["sample", "--ckpt", str(run), *extra]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and match in captured.err
+    assert len(captured.err.strip().splitlines()) == 1 and captured.out == ""
+
+
+# --------------------------------------------------------------------------- the benchmark
+
+def test_bench_generate_times_three_ways_that_make_the_same_tokens():
+    from minigpt.bench import bench_generate
+
+    r = bench_generate("cpu", sizes=dict(n_layer=1, n_head=2, n_embd=16, block_size=32, vocab_size=65),
+                       prompt_len=4, new_tokens=20, rounds=1, progress=False)
+    assert r["same_tokens"] is True and r["cache_matches_recompute"] is True
+    for key in ("recompute", "cache", "transformers"):
+        assert r[key]["tokens_per_s"] > 0 and r[key]["seconds"] > 0
+    assert r["cache_vs_recompute"] == pytest.approx(r["cache"]["tokens_per_s"] / r["recompute"]["tokens_per_s"])
+    with pytest.raises(ValueError, match="must fit in block_size"):
+        bench_generate("cpu", sizes=dict(n_layer=1, n_head=2, n_embd=16, block_size=16, vocab_size=65),
+                       prompt_len=4, new_tokens=20, progress=False)
+
+
+def test_bench_generate_command_ends_with_one_json_object(monkeypatch, capsys):
+    import minigpt.bench as bench
+
+    monkeypatch.setattr(bench, "GENERATE_SIZES", dict(n_layer=1, n_head=2, n_embd=16, block_size=256, vocab_size=65))
+    assert main(["bench", "generate", "--rounds", "1", "--json"]) == 0
+    r = last_json(capsys)
+    assert {"recompute", "cache", "transformers", "same_tokens"} <= set(r)
+    assert all(r[k]["tokens_per_s"] > 0 for k in ("recompute", "cache", "transformers"))
+    assert r["same_tokens"] is True and r["new_tokens"] == 240 and r["prompt_tokens"] == 16
