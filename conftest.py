@@ -31,6 +31,10 @@ def pytest_configure(config):
         fd, name = tempfile.mkstemp(prefix="minigpt-fast-", suffix=".log")
         os.close(fd)
         os.environ["MINIGPT_FAST_LOG"] = name
+    # Training runs of the lessons (minigpt.utils.runs_dir) go to a folder of this session, so the
+    # suite never reads or writes a learner's runs/ and starts from nothing on every machine.
+    if "MINIGPT_RUNS_DIR" not in os.environ:
+        os.environ["MINIGPT_RUNS_DIR"] = tempfile.mkdtemp(prefix="minigpt-runs-")
 
 
 def pytest_collection_modifyitems(session, config, items):

@@ -11,7 +11,7 @@ import importlib
 import importlib.util
 import sys
 
-COMMAND_MODULES = ["data", "ngram", "bpe", "train", "bench", "gpu"]
+COMMAND_MODULES = ["data", "ngram", "bpe", "train", "generate", "bench", "gpu"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -707,11 +707,12 @@ def plot_losses(history: list, ax=None, title: str = "Training and validation lo
 # --------------------------------------------------------------------------- command line
 
 def add_cli(sub) -> None:
-    """``python -m minigpt train ...`` and ``python -m minigpt sample ...``."""
+    """``python -m minigpt train ...`` (``sample`` lives in :mod:`minigpt.generate`)."""
     p = sub.add_parser("train", help="train a GPT on Tiny Shakespeare (checkpoints, resume, torchrun for DDP)")
     p.add_argument("--preset", default="shakespeare-char-cpu", help=f"one of: {', '.join(sorted(PRESETS))}")
     p.add_argument("--max-iters", type=int, help="optimizer steps")
-    p.add_argument("--out", help="run folder for checkpoints (default: runs/PRESET); 'none' for no checkpoints")
+    p.add_argument("--out", help="run folder for checkpoints (default: runs/PRESET at the top of the course, "
+                                "where the lessons look); 'none' for no checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
     p.add_argument("--compile", action=argparse_bool(), default=None, help="torch.compile the model (--no-compile: off)")
@@ -727,16 +728,6 @@ def add_cli(sub) -> None:
     p.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
     p.set_defaults(func=_cli_train)
 
-    s = sub.add_parser("sample", help="generate text from a trained checkpoint")
-    s.add_argument("--ckpt", required=True, help="a run folder written by `train` (its --out)")
-    s.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
-    s.add_argument("--max-new-tokens", type=int, default=500)
-    s.add_argument("--temperature", type=float, default=0.8)
-    s.add_argument("--top-k", type=int, default=None)
-    s.add_argument("--seed", type=int, default=1337)
-    s.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
-    s.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
-    s.set_defaults(func=_cli_sample)
 
 
 def argparse_bool():
@@ -755,6 +746,10 @@ def config_from_args(args) -> TrainConfig:
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.out is not None:
         overrides["out_dir"] = None if args.out.lower() == "none" else args.out
+    else:  # the course's run folder, where the lessons (minigpt.pretrained) look for this preset
+        from .utils import runs_dir
+
+        overrides["out_dir"] = str(runs_dir() / args.preset)
     if "learning_rate" in overrides and overrides["learning_rate"] < cfg.min_lr:
         overrides["min_lr"] = overrides["learning_rate"] / 10
     if "max_iters" in overrides and cfg.lr_decay_iters is not None and cfg.lr_decay_iters > overrides["max_iters"]:
@@ -784,24 +779,4 @@ def _cli_train(args) -> int:
     if args.json:
         s["preset"] = args.preset
         print(json.dumps(s))
-    return 0
-
-
-def _cli_sample(args) -> int:
-    from .utils import get_device
-
-    device = get_device(args.device)
-    if args.max_new_tokens < 0:
-        raise ValueError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
-    if args.top_k is not None and args.top_k <= 0:
-        raise ValueError(f"--top-k must be a positive integer, got {args.top_k}")
-    ck = load_checkpoint(args.ckpt, device=device, load_state=False)
-    prompt = args.prompt or "\n"
-    idx = torch.tensor([ck.tokenizer.encode(prompt)], dtype=torch.long, device=device)
-    g = torch.Generator(device="cpu").manual_seed(args.seed)
-    out = ck.model.generate(idx, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, generator=g)
-    text = ck.tokenizer.decode(out[0].tolist())
-    print(text)
-    if args.json:
-        print(json.dumps({"text": text, "prompt": prompt, "step": ck.step, "ckpt": str(ck.path)}))
     return 0

@@ -46,6 +46,18 @@ def get_device(preferred: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def runs_dir() -> Path:
+    """Where the course keeps its training runs: ``MINIGPT_RUNS_DIR`` if set, else ``runs/`` at the
+    top of this checkout (the same folder whichever notebook asks), else ``./runs``."""
+    env = os.environ.get("MINIGPT_RUNS_DIR")
+    if env:
+        return Path(env).expanduser().resolve()
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "notebooks").is_dir():
+        return root / "runs"
+    return Path("runs").resolve()
+
+
 def describe_device(device: torch.device) -> str:
     """One line naming the device, e.g. ``cuda (NVIDIA H100, bf16)`` or ``cpu (8 threads)``."""
     if device.type == "cuda":

@@ -1,0 +1,119 @@
+"""The trained Tiny Shakespeare GPT that lessons 08-12 share.
+
+Lesson 07 trains it; every later lesson calls :func:`shakespeare_gpt`, which loads that checkpoint
+when a valid one exists and trains it (once, with the trainer's progress bar) when none does:
+
+    ck = shakespeare_gpt()       # loaded ../runs/shakespeare-char-cpu: step 3500, val loss 1.559
+    model, tok = ck.model, ck.tokenizer
+
+Runs live in :func:`minigpt.utils.runs_dir` (``runs/`` at the top of the checkout), one folder per
+preset; FAST mode uses ``runs/fast/PRESET``, a few dozen steps, and never touches the full-size run.
+A checkpoint of another config, a corrupt one or one in an older format is never used: FAST mode
+retrains its scratch run, full size stops with a message saying what to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from .checkpoint import POINTER, Checkpoint, load_checkpoint, read_meta
+from .train import TrainConfig, get_preset, train
+from .utils import fast_mode, get_device, runs_dir
+
+__all__ = ["course_config", "default_preset", "inspect_run", "shakespeare_gpt", "TRAINING_TIME"]
+
+# Measured on the course's machines (lesson 07), to tell a learner what to expect before training.
+TRAINING_TIME = {
+    "shakespeare-char-cpu": "about 5 minutes on a 2-core CPU",
+    "shakespeare-char-gpu": "about 3 minutes on an A100-class GPU",
+}
+# Settings that change how a run is watched, not the model it produces.
+_NOT_COMPARED = ("out_dir", "compile", "sample_tokens", "eval_interval", "eval_tokens")
+
+
+def default_preset(device=None) -> str:
+    """The recipe lesson 07 trains on this device: the GPU recipe on CUDA, the CPU recipe elsewhere."""
+    return "shakespeare-char-gpu" if get_device(device).type == "cuda" else "shakespeare-char-cpu"
+
+
+def course_config(preset: str | None = None, fast: bool | None = None, device=None) -> TrainConfig:
+    """The :class:`TrainConfig` of the course's run of ``preset``, with its run folder.
+
+    FAST mode (``fast`` or ``MINIGPT_FAST``) keeps the model's sizes but trains 20 steps and
+    evaluates on part of the validation split, in ``runs/fast/PRESET``.
+    """
+    preset = preset or default_preset(device)
+    fast = fast_mode() if fast is None else fast
+    cfg = get_preset(preset)
+    if fast:  # a few dozen steps: enough to see the loss fall, not to learn Shakespeare
+        cfg = dataclasses.replace(cfg, max_iters=20, warmup_iters=5, eval_interval=10, eval_tokens=8192,
+                                  sample_tokens=80)
+    folder = runs_dir() / "fast" / preset if fast else runs_dir() / preset
+    return dataclasses.replace(cfg, out_dir=str(folder))
+
+
+def _config_diff(saved: dict, cfg: TrainConfig) -> str:
+    want = cfg.to_dict()
+    diffs = [f"{k} {saved.get(k)!r} instead of {want[k]!r}" for k in want
+             if k not in _NOT_COMPARED and saved.get(k) != want[k]]
+    return ", ".join(diffs[:4]) + (f" and {len(diffs) - 4} more" if len(diffs) > 4 else "")
+
+
+def inspect_run(cfg: TrainConfig) -> tuple[str, str]:
+    """What the run folder of ``cfg`` holds: ``("none", "")``, ``("done", "step N")``,
+    ``("partial", "step N")`` (interrupted: can be resumed) or ``("unusable", why)``."""
+    out = Path(cfg.out_dir)
+    if not (out / POINTER).exists() and not any(out.glob("ckpt-*")):
+        return "none", ""
+    try:
+        meta = read_meta(out)  # format, version and every file's SHA-256
+    except (FileNotFoundError, ValueError) as e:
+        return "unusable", str(e)
+    diff = _config_diff(meta.get("train_config") or {}, cfg)
+    if diff:
+        return "unusable", f"it was trained with another config: {diff}"
+    step = int(meta.get("step", 0))
+    return ("done" if step >= cfg.max_iters else "partial"), f"step {step}"
+
+
+def _shown(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return str(path)
+
+
+def shakespeare_gpt(preset: str | None = None, *, fast: bool | None = None, device=None,
+                    retrain: bool = False, progress: bool = True) -> Checkpoint:
+    """The trained Tiny Shakespeare GPT of ``preset`` (default: lesson 07's recipe for this device).
+
+    Loads the run's checkpoint when it is complete and made with this config; resumes an
+    interrupted run; trains from scratch when there is none (or when ``retrain``). Prints one
+    line saying which. Returns a :class:`minigpt.checkpoint.Checkpoint` (``.model``,
+    ``.tokenizer``, ``.step``, ``.history``) with the model in eval mode on ``device``.
+    """
+    device = get_device(device)
+    cfg = course_config(preset, fast, device)
+    name = preset or default_preset(device)
+    out = Path(cfg.out_dir)
+    state, detail = inspect_run(cfg)
+    fast = fast_mode() if fast is None else fast
+    if state == "unusable" and not (retrain or fast):
+        raise ValueError(f"{_shown(out)} holds a checkpoint that cannot be used ({detail}); move it away, "
+                         "or call shakespeare_gpt(retrain=True) to train a new one in its place")
+    if retrain or state in ("none", "unusable"):
+        why = {"none": "no checkpoint", "unusable": f"unusable checkpoint ({detail})"}.get(state, "retrain=True")
+        took = "a few seconds (FAST mode)" if fast else TRAINING_TIME.get(name, "")
+        print(f"{why} in {_shown(out)}: training {name}, {cfg.max_iters:,} steps"
+              + (f", {took}" if took else ""), flush=True)
+        train(cfg, device=device, progress=progress)
+    elif state == "partial":
+        print(f"{_shown(out)} holds an interrupted run ({detail} of {cfg.max_iters:,}): resuming it", flush=True)
+        train(cfg, device=device, progress=progress, resume=True)
+    ck = load_checkpoint(out, device=device, load_state=False)
+    vals = [h["val_loss"] for h in ck.history if h.get("val_loss") is not None]
+    if state == "done" and not retrain:
+        print(f"loaded {_shown(out)}: step {ck.step}" + (f", val loss {vals[-1]:.3f}" if vals else ""))
+    return ck
