@@ -2,7 +2,7 @@
 
 On a machine with an NVIDIA GPU and a CUDA build of PyTorch, in under 5 minutes:
 1. GPU checks: the model on the GPU matches the CPU in fp32; SDPA (flash attention) matches the
-   written-out attention; bf16/fp16 autocast is close to fp32; a fused AdamW step runs;
+   written-out attention; generation with the KV cache equals recomputation; bf16/fp16 autocast is close to fp32; a fused AdamW step runs;
    ``torch.compile`` works (or the trainer's fallback is reported);
 2. the package's model and trainer tests with ``MINIGPT_DEVICE=cuda``;
 3. the GPU preset trained for a few hundred steps: tokens/s, MFU, loss.
@@ -55,6 +55,13 @@ def gpu_checks(device: torch.device) -> bool:
             lm, _ = math_model(x.to(device))
         err = float((lm - lg).abs().max())
         ok &= _line(err < 1e-3, f"SDPA attention vs written-out attention on the GPU: {err:.2e} (< 1e-3)")
+        from .generate import generate
+
+        start = torch.randint(0, 65, (2, 8)).to(device)
+        cached = generate(gpu_model, start, 150, temperature=0, use_cache=True)
+        recomputed = generate(gpu_model, start, 150, temperature=0, use_cache=False)
+        ok &= _line(torch.equal(cached, recomputed),
+                    "greedy generation with the KV cache equals recomputation on the GPU (150 tokens, past block_size)")
     finally:
         _enable_tf32(True)
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -94,9 +101,9 @@ def gpu_checks(device: torch.device) -> bool:
 
 
 def run_tests(timeout: int = 150) -> bool:
-    """The package's model and trainer tests with MINIGPT_DEVICE=cuda (those that exist)."""
+    """The package's model, trainer and generation tests with MINIGPT_DEVICE=cuda (those that exist)."""
     root = Path(__file__).resolve().parent.parent
-    files = [f for f in ("tests/test_model.py", "tests/test_train.py") if (root / f).is_file()]
+    files = [f for f in ("tests/test_model.py", "tests/test_train.py", "tests/test_generate.py") if (root / f).is_file()]
     if not files:
         return _line(True, "no test files found next to the package (installed without tests); skipped")
     env = dict(os.environ, MINIGPT_DEVICE="cuda")
