@@ -1,4 +1,7 @@
-"""Attention heatmaps you can play with: ipywidgets controls + a matplotlib figure, no JavaScript of ours.
+"""Widgets you can play with: ipywidgets controls + a matplotlib figure, no JavaScript of ours.
+
+:class:`Sampler` (lesson 08) shows the next-token distribution under temperature, top-k and top-p
+and streams a sample. Attention heatmaps:
 
 :class:`AttentionExplorer` takes any function that turns a list of tokens into attention weights,
 so the same widget shows the untrained toy attention of lesson 05 and a trained GPT's heads later:
@@ -15,6 +18,7 @@ attends to each token j; every row sums to 1.
 
 from __future__ import annotations
 
+import html
 import math
 import zlib
 from collections.abc import Callable, Sequence
@@ -230,3 +234,145 @@ class AttentionExplorer:
         kwargs.setdefault("title", "GPT attention")
         return cls(gpt_attention(model, lambda toks: tokenizer.encode("".join(toks))), sentences,
                    tokenize=tokenize, **kwargs)
+
+
+def show_token(t: str) -> str:
+    """A token as a readable label: a newline is ⏎, a space ␣, other invisible characters their code."""
+    special = {"\n": "⏎", " ": "␣", "\t": "⇥"}
+    return "".join(special.get(c, c if c.isprintable() else f"U+{ord(c):04X}") for c in t)
+
+
+class Sampler:
+    """An interactive sampler: a prompt, temperature, top-k and top-p controls, the next-token
+    distribution after filtering as a bar chart, and a "generate" button that streams a sample.
+
+    Public controls (ipywidgets): ``prompt``, ``temperature``, ``top_k`` (0 = off), ``top_p``,
+    ``max_new_tokens``, ``seed``, ``button``. Public results: ``probs`` (V,) the distribution the
+    next token is drawn from, ``text`` (the last sample, also shown in ``output``), ``error``
+    (why the prompt cannot be used, or "").
+    """
+
+    def __init__(self, model, tokenizer, prompt: str = "ROMEO:\n", temperature: float = 0.8, top_k: int = 0,
+                 top_p: float = 1.0, max_new_tokens: int = 200, seed: int = 1337, n_bars: int = 20):
+        import ipywidgets as W
+
+        self.model, self.tokenizer, self.n_bars = model.eval(), tokenizer, n_bars
+        V = tokenizer.vocab_size
+        self.prompt = W.Textarea(value=prompt, description="prompt", layout=W.Layout(width="60%", height="4em"))
+        self.temperature = W.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.05, description="temperature",
+                                         readout_format=".2f")
+        self.top_k = W.IntSlider(value=top_k, min=0, max=V, description="top-k (0: off)")
+        self.top_p = W.FloatSlider(value=top_p, min=0.05, max=1.0, step=0.05, description="top-p", readout_format=".2f")
+        self.max_new_tokens = W.IntSlider(value=max_new_tokens, min=1, max=1000, description="new tokens")
+        self.seed = W.IntText(value=seed, description="seed")
+        self.button = W.Button(description="generate", button_style="primary", icon="play")
+        self.info = W.HTML()
+        self.chart = W.Output()
+        self.output = W.Textarea(value="", description="sample", disabled=True,
+                                 layout=W.Layout(width="95%", height="14em"))
+        self.text = ""
+        self.error = ""
+        for control in (self.prompt, self.temperature, self.top_k, self.top_p):
+            control.observe(lambda change: self._update(), names="value")
+        self.button.on_click(lambda _: self.generate())
+        self.widget = W.VBox([self.prompt, W.HBox([self.temperature, self.top_k, self.top_p]),
+                              W.HBox([self.max_new_tokens, self.seed, self.button]), self.info, self.chart,
+                              self.output])
+        self._update()
+
+    # --- state -------------------------------------------------------------------------------------
+    def settings(self) -> dict:
+        """The sampling settings the controls select, as keyword arguments of ``minigpt.generate``."""
+        return {"temperature": float(self.temperature.value),
+                "top_k": int(self.top_k.value) or None,
+                "top_p": float(self.top_p.value) if self.top_p.value < 1.0 else None}
+
+    def _ids(self) -> list[int] | None:
+        if not self.prompt.value:
+            self.error = "type a prompt: at least one character"
+            return None
+        try:
+            ids = self.tokenizer.encode(self.prompt.value)
+        except ValueError as e:
+            self.error = str(e)
+            return None
+        self.error = ""
+        return ids[-self.model.config.block_size:]
+
+    @property
+    def probs(self) -> torch.Tensor | None:
+        """(V,): the distribution the next token is drawn from with these settings; None for a bad prompt."""
+        from .generate import next_token_probs
+
+        ids = self._ids()
+        if ids is None:
+            return None
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            logits, _ = self.model(torch.tensor([ids], device=device))
+        return next_token_probs(logits[:, -1, :], **self.settings())[0].float().cpu()
+
+    def generate(self) -> str:
+        """Sample ``max_new_tokens`` tokens after the prompt, streaming them into ``output``; returns the text."""
+        from .generate import stream
+
+        if self._ids() is None:
+            self.info.value = f"<b>cannot generate:</b> {html.escape(self.error)}"
+            return ""
+        g = torch.Generator().manual_seed(int(self.seed.value))
+        self.text = ""
+        self.output.value = ""
+        for piece in stream(self.model, self.tokenizer, self.prompt.value, int(self.max_new_tokens.value),
+                            generator=g, **self.settings()):
+            self.text += piece
+            self.output.value = self.prompt.value + self.text  # the front end redraws as pieces arrive
+        return self.text
+
+    # --- drawing ----------------------------------------------------------------------------------
+    def plot(self, ax=None):
+        """Bar chart of the most likely next tokens after filtering; returns the figure (None for a bad prompt)."""
+        import matplotlib.pyplot as plt
+
+        p = self.probs
+        if p is None:
+            return None
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(8, 3))
+        else:
+            fig = ax.figure
+        k = min(self.n_bars, p.numel())
+        top = torch.topk(p, k)
+        labels = [show_token(self.tokenizer.decode([int(i)])) for i in top.indices]
+        ax.bar(range(k), top.values.numpy())
+        ax.set_xticks(range(k), labels=labels)
+        ax.set_ylim(0, 1)
+        s = self.settings()
+        ax.set_title(f"next token after the prompt: T={s['temperature']:g}, top-k={s['top_k'] or 'off'}, "
+                     f"top-p={s['top_p'] or 'off'} ({int((p > 0).sum())} tokens possible)")
+        ax.set_xlabel(f"the {k} most likely next tokens")
+        ax.set_ylabel("probability")
+        fig.tight_layout()
+        return fig
+
+    def _update(self):
+        import matplotlib.pyplot as plt
+        from IPython.display import display
+
+        p = self.probs
+        if p is None:
+            self.info.value = f"<b>cannot use this prompt:</b> {html.escape(self.error)}"
+        else:
+            kept = int((p > 0).sum())
+            entropy = -(p[p > 0] * p[p > 0].log()).sum().item()
+            self.info.value = (f"{kept} of {p.numel()} tokens can be drawn · entropy {entropy:.2f} nats "
+                               f"· most likely: {show_token(self.tokenizer.decode([int(p.argmax())]))} "
+                               f"({p.max().item():.0%})")
+        with self.chart:
+            self.chart.clear_output(wait=True)
+            fig = self.plot()
+            if fig is not None:
+                display(fig)
+                plt.close(fig)
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
