@@ -40,10 +40,13 @@ def greedy(logits: torch.Tensor) -> torch.Tensor:
 
 
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """softmax(logits / T): T < 1 sharpens the distribution, T > 1 flattens it, T = 1 leaves it."""
+    """The logits for softmax(logits / T): T < 1 sharpens the distribution, T > 1 flattens it, T = 1
+    leaves it. They come back shifted so that each row's largest is 0 (softmax does not change)."""
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0 here (0 means greedy: use greedy()), got {temperature}")
-    return logits / temperature
+    # Shifting by the maximum changes no probability, and keeps a tiny T (1e-45) from turning the
+    # logits into inf - inf = NaN: the favourite stays at 0, the rest go to -inf, as T -> 0 should.
+    return (logits - logits.amax(dim=-1, keepdim=True)) / temperature
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
@@ -219,9 +222,16 @@ def stream(model, tokenizer, prompt: str, max_new_tokens: int, stop: str | Seque
         raise ValueError(f"stop strings must be non-empty strings, got {stops!r}")
     device = next(model.parameters()).device
     idx = _encode_prompt(tokenizer, prompt, device)
+    ids: list[int] = []  # the generated tokens
+    decoded = ""  # their text so far (decoded as a whole: a byte-level token may be half a character)
     pending = ""  # generated text not yet yielded
     for nxt in generate_tokens(model, idx, max_new_tokens, **kwargs):
-        pending += tokenizer.decode(nxt[0].tolist())
+        ids.append(int(nxt[0, 0]))
+        text = tokenizer.decode(ids)
+        if text.endswith("\ufffd"):
+            continue  # an incomplete multi-byte character: wait for the token that completes it
+        pending += text[len(decoded):]
+        decoded = text
         hits = [pending.find(s) for s in stops if s in pending]
         if hits:
             if min(hits) > 0:
@@ -232,6 +242,7 @@ def stream(model, tokenizer, prompt: str, max_new_tokens: int, stop: str | Seque
         if len(pending) > hold:
             yield pending[:len(pending) - hold]
             pending = pending[len(pending) - hold:]
+    pending += tokenizer.decode(ids)[len(decoded):] if ids else ""
     if pending:
         yield pending
 

@@ -26,7 +26,7 @@ __all__ = ["course_config", "default_preset", "inspect_run", "shakespeare_gpt", 
 
 # Measured on the course's machines (lesson 07), to tell a learner what to expect before training.
 TRAINING_TIME = {
-    "shakespeare-char-cpu": "about 5 minutes on a 2-core CPU",
+    "shakespeare-char-cpu": "5-7 minutes on a 2-core CPU",
     "shakespeare-char-gpu": "about 3 minutes on an A100-class GPU",
 }
 # Settings that change how a run is watched, not the model it produces.

@@ -73,7 +73,17 @@ def test_temperature_sharpens_below_one_and_flattens_above():
     entropy = lambda p: -(p * p.log()).sum().item()
     h = [entropy(next_token_probs(logits, temperature=t)[0]) for t in (0.25, 1.0, 4.0)]
     assert h[0] < h[1] < h[2] < math.log(4)
-    torch.testing.assert_close(apply_temperature(logits, 1.0), logits)
+    torch.testing.assert_close(F.softmax(apply_temperature(logits, 1.0), -1), F.softmax(logits, -1))
+
+
+@pytest.mark.parametrize("temperature", [1e-45, 1e-30, 1e-6])
+def test_a_tiny_temperature_is_greedy_not_nan(temperature):
+    logits = torch.tensor([[3.0, 1.0, 2.9, -1.0], [0.0, 0.5, 0.2, 0.1]])
+    probs = next_token_probs(logits, temperature=temperature)
+    assert torch.isfinite(probs).all()
+    torch.testing.assert_close(probs, next_token_probs(logits, temperature=0))
+    draws = sample_next(logits, temperature=temperature, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(draws, greedy(logits))
 
 
 def reference_nucleus(probs: torch.Tensor, p: float) -> set[int]:
@@ -269,9 +279,25 @@ def test_stop_strings_end_the_text_before_them_and_are_never_yielded():
         generate_text(model, TOK, "the ", 5, stop="")
 
 
+def test_stream_never_splits_a_multibyte_character(monkeypatch):
+    class ByteTokenizer:  # one token per byte, like a byte-level BPE before any merge
+        def encode(self, text):
+            return list(text.encode("utf-8"))
+
+        def decode(self, ids):
+            return bytes(ids).decode("utf-8", errors="replace")
+
+    seq = list("héllo wörld 日本".encode())
+    monkeypatch.setattr(gen, "generate_tokens", lambda model, idx, n, **kw: (torch.tensor([[t]]) for t in seq[:n]))
+    pieces = list(stream(tiny_gpt(), ByteTokenizer(), "a", len(seq)))
+    assert "".join(pieces) == "héllo wörld 日本" and all("\ufffd" not in p for p in pieces)
+    assert len(pieces) == len("héllo wörld 日本")  # one piece per character, each as soon as it is whole
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(temperature=-0.1), "temperature must be a number >= 0"),
     (dict(temperature=float("nan")), "temperature"),
+    (dict(temperature=float("inf")), "temperature"),
     (dict(top_k=0), "top-k must be a positive integer"),
     (dict(top_p=0.0), r"top-p must be in \(0, 1\]"),
     (dict(top_p=1.5), r"top-p must be in \(0, 1\]"),
@@ -320,6 +346,13 @@ def test_sample_command_stops_at_a_stop_string(run, capsys):
     assert main(["sample", "--ckpt", str(run), "--max-new-tokens", "80", "--temperature", "0", "--stop", stop,
                  "--json"]) == 0
     assert last_json(capsys)["text"] == full[: full.find(stop, 1)]
+
+
+def test_sample_command_defaults_to_the_course_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MINIGPT_RUNS_DIR", str(tmp_path))
+    assert main(["sample", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no checkpoint at ") and "shakespeare-char-cpu" in err
 
 
 @pytest.mark.parametrize("extra, match", [
