@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -26,12 +27,14 @@ import torch
 
 from .model import GPT, GPTConfig
 from .tokenizer import CharTokenizer
-from .utils import sha256_file, write_json_atomic
+from .utils import os_error_message, pid_alive, sha256_file, write_json_atomic
 
 FORMAT = "minigpt-checkpoint"
 VERSION = 1
 POINTER = "latest.json"
+LOCK = ".lock"  # the PID of the training run that is writing this folder
 FILES = ("model.safetensors", "state.pt", "meta.json")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -80,7 +83,8 @@ def save_checkpoint(out_dir, model: GPT, tokenizer: CharTokenizer, step: int, *,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = f"ckpt-{step:06d}"
-    tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".tmp-{name}-"))
+    # the PID in the name says whose it is: a cleanup removes only its own or a dead process's
+    tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".tmp-{name}-{os.getpid()}-"))
     os.chmod(tmp, 0o755)
     try:
         save_model(model, str(tmp / "model.safetensors"))
@@ -116,9 +120,61 @@ def save_checkpoint(out_dir, model: GPT, tokenizer: CharTokenizer, step: int, *,
     older = sorted((p for p in out_dir.glob("ckpt-*") if p.is_dir() and p != final), key=lambda p: p.name)
     for p in older[: max(0, len(older) - (keep - 1))]:
         shutil.rmtree(p, ignore_errors=True)
-    for p in out_dir.glob(".tmp-ckpt-*"):  # left by an earlier crash
-        shutil.rmtree(p, ignore_errors=True)
+    for p in out_dir.glob(".tmp-ckpt-*"):  # left by a crash: ours, or of a process that is gone
+        parts = p.name.split("-")
+        pid = int(parts[3]) if len(parts) > 4 and parts[3].isdigit() else -1
+        if pid == os.getpid() or not pid_alive(pid):
+            shutil.rmtree(p, ignore_errors=True)
     return final
+
+
+class RunLockedError(RuntimeError):
+    """Another training run is writing the same run folder."""
+
+
+def acquire_lock(out_dir) -> Path:
+    """Claim the run folder ``out_dir`` for this process (creating it); return the lock file.
+
+    A second run into the same folder gets :class:`RunLockedError` naming the first one's PID. A lock
+    whose process is gone (a crash, a kill) is taken over. Also proves the folder is writable, so a
+    bad ``--out`` fails before the first training step instead of at the first checkpoint.
+    """
+    out_dir = Path(out_dir)
+    try:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ValueError(f"{out_dir} is a file, not a run folder; choose another --out")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        lock = out_dir / LOCK
+        for _ in range(3):
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    pid = int(lock.read_text(encoding="utf-8").split()[0])
+                except (OSError, ValueError, IndexError):
+                    pid = -1
+                if pid != os.getpid() and pid_alive(pid):
+                    raise RunLockedError(f"{out_dir} is being written by another training run (PID {pid}); "
+                                         "wait for it to finish, stop it, or use another --out") from None
+                lock.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(f"{os.getpid()}\n")
+            return lock
+    except OSError as e:
+        raise ValueError(os_error_message(e, "write checkpoints to")) from None
+    raise RunLockedError(f"could not lock {out_dir}; remove {out_dir / LOCK} if no training run is using it")
+
+
+def release_lock(lock: Path | None) -> None:
+    """Give the run folder back (only when the lock is still this process's)."""
+    if lock is None:
+        return
+    try:
+        if lock.read_text(encoding="utf-8").split()[0] == str(os.getpid()):
+            lock.unlink()
+    except (OSError, IndexError):
+        pass
 
 
 def checkpoint_dir(path) -> Path:
@@ -142,7 +198,44 @@ def checkpoint_dir(path) -> Path:
     ckpt = path / p["checkpoint"]
     if not (ckpt / "meta.json").is_file():
         raise FileNotFoundError(f"{pointer} points to {ckpt.name}, which is missing or incomplete")
+    folder_step = _folder_step(ckpt)
+    if "step" in p and folder_step is not None and p["step"] != folder_step:
+        raise ValueError(f"{pointer} says step {p['step']!r} but points to {ckpt.name}; it was edited: "
+                         "restore it or train again")
     return ckpt
+
+
+def _folder_step(ckpt: Path) -> int | None:
+    m = re.fullmatch(r"ckpt-(\d+)(-.*)?", ckpt.name)
+    return int(m.group(1)) if m else None
+
+
+def _check_meta(meta: dict, ckpt: Path) -> None:
+    """Every field :func:`load_checkpoint` uses has the type it must have; raise one line if not."""
+    where = ckpt / "meta.json"
+
+    def bad(what: str):
+        raise ValueError(f"{where} is damaged or was edited: {what}; restore the checkpoint or train again")
+
+    step = meta.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        bad(f"step is {step!r}, not a whole number >= 0")
+    folder_step = _folder_step(ckpt)
+    if folder_step is not None and folder_step != step:
+        bad(f"it says step {step}, but it was written at step {folder_step} (folder {ckpt.name})")
+    for key, required in (("model_config", True), ("tokenizer", True), ("train_config", False), ("extra", False)):
+        if (required or key in meta) and not isinstance(meta.get(key), dict):
+            bad(f"{key} is {type(meta.get(key)).__name__}, not an object")
+    history = meta.get("history", [])
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        bad("history is not a list of objects")
+    files = meta.get("files")
+    if not isinstance(files, dict) or sorted(files) != ["model.safetensors", "state.pt"]:
+        bad("files must list model.safetensors and state.pt with their bytes and sha256")
+    for fname, info in files.items():
+        if not isinstance(info, dict) or not isinstance(info.get("bytes"), int) or info["bytes"] < 0 \
+                or not isinstance(info.get("sha256"), str) or not _SHA256.fullmatch(info["sha256"]):
+            bad(f"the entry for {fname} needs bytes (a whole number) and sha256 (64 hex digits)")
 
 
 def read_meta(path) -> dict:
@@ -156,7 +249,8 @@ def read_meta(path) -> dict:
         raise ValueError(f"{ckpt} is not a minigpt checkpoint (meta.json has no format {FORMAT!r})")
     if meta.get("version") != VERSION:
         raise ValueError(f"{ckpt} is checkpoint format version {meta.get('version')}; this minigpt reads {VERSION}")
-    for fname, info in meta.get("files", {}).items():
+    _check_meta(meta, ckpt)
+    for fname, info in meta["files"].items():
         f = ckpt / fname
         if not f.is_file():
             raise FileNotFoundError(f"checkpoint file {f} is missing")
@@ -184,8 +278,11 @@ def load_checkpoint(path, device="cpu", load_state: bool = True) -> Checkpoint:
     try:
         model_config = GPTConfig.from_dict(meta["model_config"])
         tokenizer = CharTokenizer.from_dict(meta["tokenizer"])
-    except (KeyError, TypeError) as e:
+    except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{ckpt / 'meta.json'} lacks a valid model config or tokenizer ({e})") from None
+    if tokenizer.vocab_size != model_config.vocab_size:
+        raise ValueError(f"{ckpt / 'meta.json'} is damaged or was edited: its tokenizer has {tokenizer.vocab_size} "
+                         f"tokens but the model {model_config.vocab_size}; restore the checkpoint or train again")
     model = GPT(model_config)
     try:
         missing, unexpected = load_model(model, str(ckpt / "model.safetensors"), strict=False, device=str(device))
@@ -195,14 +292,20 @@ def load_checkpoint(path, device="cpu", load_state: bool = True) -> Checkpoint:
     if missing or unexpected:
         raise ValueError(f"{ckpt / 'model.safetensors'} does not match the model: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}")
+    broken = [name for name, t in model.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if broken:
+        raise ValueError(f"{ckpt / 'model.safetensors'} holds NaN or infinite weights ({', '.join(broken[:3])}): "
+                         "training diverged before it was written; train again with a lower learning rate")
     model.to(device).eval()
     state = None
     if load_state:
         try:
             state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - pickle errors come in many types
-            raise ValueError(f"{ckpt / 'state.pt'} could not be loaded safely (weights_only): "
-                             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+            # PyTorch's own message suggests weights_only=False, which would run the file's code: not passed on
+            raise ValueError(f"{ckpt / 'state.pt'} could not be loaded safely: it holds something other than "
+                             f"tensors and plain containers ({type(e).__name__}), which could run code when "
+                             "unpickled; it was not loaded. Load the weights alone (load_state=False) or train again") from None
     return Checkpoint(model=model, tokenizer=tokenizer, model_config=model_config,
                       train_config=meta.get("train_config", {}), step=int(meta["step"]),
                       history=meta.get("history", []), state=state, extra=meta.get("extra", {}), path=ckpt)

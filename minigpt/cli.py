@@ -11,6 +11,8 @@ import importlib
 import importlib.util
 import sys
 
+from .utils import os_error_message
+
 COMMAND_MODULES = ["data", "ngram", "bpe", "train", "generate", "bench", "gpu"]
 
 
@@ -37,10 +39,16 @@ def main(argv=None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except (ValueError, RuntimeError, FileNotFoundError, KeyError) as e:
+    except KeyboardInterrupt as e:  # Ctrl-C: training has saved a checkpoint and says how to resume
+        print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, RuntimeError, FileNotFoundError, KeyError, OSError) as e:
         # Bad input: one clear line on stderr, no traceback.
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"error: {msg}", file=sys.stderr)
+        if isinstance(e, OSError) and e.filename is not None:
+            msg = os_error_message(e)  # raw errors from the OS: name the path and the fix
+        else:
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print("error: " + " ".join(str(msg).split("\n")), file=sys.stderr)
         return 2
 
 

@@ -108,7 +108,7 @@ def shakespeare_gpt(preset: str | None = None, *, fast: bool | None = None, devi
         took = "a few seconds (FAST mode)" if fast else TRAINING_TIME.get(name, "")
         print(f"{why} in {_shown(out)}: training {name}, {cfg.max_iters:,} steps"
               + (f", {took}" if took else ""), flush=True)
-        train(cfg, device=device, progress=progress)
+        train(cfg, device=device, progress=progress, overwrite=True)  # asked for, or nothing usable there
     elif state == "partial":
         print(f"{_shown(out)} holds an interrupted run ({detail} of {cfg.max_iters:,}): resuming it", flush=True)
         train(cfg, device=device, progress=progress, resume=True)

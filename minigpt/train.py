@@ -22,7 +22,9 @@ import json
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, acquire_lock, load_checkpoint, release_lock, save_checkpoint
 from .model import GPT, GPTConfig
 from .tokenizer import CharTokenizer
 
@@ -280,6 +282,35 @@ class TrainingError(RuntimeError):
     """Training had to stop (loss not finite, out of memory); the message says why and what to do."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training: the run was checkpointed at the step it had finished (when it has a
+    run folder), so ``resume`` continues it exactly. The command line exits with status 130."""
+
+
+class _StopOnInterrupt:
+    """While installed, the first Ctrl-C (SIGINT) asks training to stop after the current step, so a
+    checkpoint is never taken halfway through an update; a second Ctrl-C interrupts at once."""
+
+    def __init__(self, enabled: bool):
+        self.requested = False
+        self._previous = None
+        if enabled and threading.current_thread() is threading.main_thread():
+            try:
+                self._previous = signal.signal(signal.SIGINT, self._handle)
+            except (ValueError, OSError):  # not allowed here (e.g. an embedded interpreter)
+                self._previous = None
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
 # --------------------------------------------------------------------------- distributed
 
 def _dist_info():
@@ -373,18 +404,35 @@ def _oom_message(cfg: TrainConfig, device: torch.device, step: int) -> str:
 
 
 def train(cfg: TrainConfig, device=None, progress: bool = True, resume: bool = False,
-          text: dict[str, str] | None = None) -> TrainResult:
+          text: dict[str, str] | None = None, overwrite: bool = False) -> TrainResult:
     """Train a GPT as ``cfg`` says and return a :class:`TrainResult`.
 
     ``device``: a name or ``torch.device``; None picks CUDA, then MPS, then CPU
     (``MINIGPT_DEVICE`` overrides). ``resume``: continue from the checkpoint in ``cfg.out_dir``
     (same run: weights, optimizer, RNG states and data sampler restored). ``text``: a dict with
-    ``train`` and ``val`` strings instead of Tiny Shakespeare's fixed split.
-    Under ``torchrun`` this runs data-parallel (DDP) across the processes.
+    ``train`` and ``val`` strings instead of Tiny Shakespeare's fixed split. A run folder that
+    already holds a run is refused unless ``resume`` or ``overwrite``; while training, the folder is
+    locked against a second run. Ctrl-C stops after the current step, writes a checkpoint and raises
+    :class:`TrainingInterrupted`. Under ``torchrun`` this runs data-parallel (DDP) across the processes.
     """
-    from .utils import get_device
 
     rank, local_rank, world = _dist_info()
+    lock = None
+    if cfg.out_dir and rank == 0:
+        step = _latest_step(cfg.out_dir)
+        if step is not None and not resume and not overwrite:
+            raise ValueError(f"{cfg.out_dir} holds a run at step {step}; continue it with --resume (resume=True) "
+                             "or start again with --overwrite (overwrite=True)")
+        lock = acquire_lock(cfg.out_dir)  # also proves the folder is writable, before any training
+    try:
+        return _train_locked(cfg, device, progress, resume, text, rank, local_rank, world)
+    finally:
+        release_lock(lock)
+
+
+def _train_locked(cfg, device, progress, resume, text, rank, local_rank, world) -> TrainResult:
+    from .utils import get_device
+
     ddp = world > 1
     if ddp:
         import torch.distributed as dist
@@ -451,7 +499,9 @@ def _train(cfg, device, progress, resume, text, rank, world) -> TrainResult:
     # ---- model, optimizer, precision
     mconf = cfg.model_config(tokenizer.vocab_size)
     if ckpt is not None and ckpt.model_config.to_dict() != mconf.to_dict():
-        raise ValueError(f"the checkpoint in {cfg.out_dir} is for a different model ({ckpt.model_config}); "
+        saved, want = ckpt.model_config.to_dict(), mconf.to_dict()
+        diff = ", ".join(f"{k} {saved[k]!r} instead of {want[k]!r}" for k in want if saved.get(k) != want[k])
+        raise ValueError(f"the checkpoint in {cfg.out_dir} is for a different model ({diff}); "
                          "resume with the same preset and sizes, or use another --out")
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts them)
     random.seed(cfg.seed + rank)
@@ -481,8 +531,10 @@ def _train(cfg, device, progress, resume, text, rank, world) -> TrainResult:
             _set_rng_state(rngs[rank] if len(rngs) == world else rngs[0])
             if "scaler" in state and scaler.is_enabled():
                 scaler.load_state_dict(state["scaler"])
-        except (KeyError, ValueError, RuntimeError) as e:
-            raise ValueError(f"the checkpoint in {cfg.out_dir} has no usable trainer state ({e})") from None
+        except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"the checkpoint in {cfg.out_dir} has no usable trainer state ({first}); "
+                             "resume with the same preset, or start again with --overwrite") from None
         start_step, history = ckpt.step, list(ckpt.history)
         if start_step > cfg.max_iters:
             raise ValueError(f"the checkpoint is at step {start_step}, past max_iters={cfg.max_iters}; "
@@ -541,6 +593,12 @@ def _train(cfg, device, progress, resume, text, rank, world) -> TrainResult:
     def checkpoint(step, extra=None):
         if not cfg.out_dir:
             return
+        broken = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+        if broken:  # never let a broken model become the "last good checkpoint"
+            kept = _latest_step(cfg.out_dir)
+            raise TrainingError(f"weights became NaN or infinite by step {step} ({', '.join(broken[:3])}); "
+                                f"nothing was saved, the last checkpoint (step {kept}) is kept in {cfg.out_dir}. "
+                                f"Try a lower learning rate (now {cfg.learning_rate})")
         rngs = [_rng_state()]
         if ddp:
             import torch.distributed as dist
@@ -561,6 +619,7 @@ def _train(cfg, device, progress, resume, text, rank, world) -> TrainResult:
     model.train()
     train_time, train_tokens, tps_ema = 0.0, 0, None
     last_loss = None
+    stop = _StopOnInterrupt(enabled=world == 1)  # with DDP every rank would have to agree on the step
     try:
         for it in range(start_step, cfg.max_iters):
             step = it + 1
@@ -628,11 +687,18 @@ def _train(cfg, device, progress, resume, text, rank, world) -> TrainResult:
             result.steps = step
             bar.set_postfix_str(f"loss {loss_value:.4f}, {tps_ema:,.0f} tok/s, MFU {100 * mfu:.1f}%", refresh=False)
             bar.update(1)
+            if stop.requested and step < cfg.max_iters:
+                if cfg.out_dir and _latest_step(cfg.out_dir) != step:
+                    checkpoint(step)
+                saved = (f"checkpoint of step {step} saved in {cfg.out_dir}; continue with --resume "
+                         "(train(..., resume=True))" if cfg.out_dir else "no run folder, so nothing was saved")
+                raise TrainingInterrupted(f"training interrupted at step {step} of {cfg.max_iters}: {saved}")
     except RuntimeError as e:  # out of memory: in a step, an evaluation or a sample
         if _is_oom(e) and not isinstance(e, TrainingError):
             raise TrainingError(_oom_message(cfg, device, result.steps + 1)) from None
         raise
     finally:
+        stop.restore()
         bar.close()
 
     if result.val_loss is None:  # no step ran (max_iters reached already): last evaluation, or one now
@@ -714,6 +780,7 @@ def add_cli(sub) -> None:
     p.add_argument("--out", help="run folder for checkpoints (default: runs/PRESET at the top of the course, "
                                 "where the lessons look); 'none' for no checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--overwrite", action="store_true", help="start again in an --out that already holds a run")
     p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
     p.add_argument("--compile", action=argparse_bool(), default=None, help="torch.compile the model (--no-compile: off)")
     p.add_argument("--batch-size", type=int)
@@ -762,7 +829,8 @@ def config_from_args(args) -> TrainConfig:
 def _cli_train(args) -> int:
     cfg = config_from_args(args)
     rank, _, _ = _dist_info()
-    result = train(cfg, device=args.device, progress=not args.quiet and not args.json, resume=args.resume)
+    result = train(cfg, device=args.device, progress=not args.quiet and not args.json, resume=args.resume,
+                   overwrite=args.overwrite)
     if rank != 0:
         return 0
     s = result.summary()

@@ -46,6 +46,36 @@ def get_device(preferred: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def pid_alive(pid: int) -> bool:
+    """True when process ``pid`` exists on this machine (on Windows, where it cannot be asked safely,
+    every positive PID counts as alive)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    if os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+def os_error_message(e: OSError, doing: str = "use") -> str:
+    """One line for an operating-system error: what failed, on which path, and what to do."""
+    path = e.filename if e.filename is not None else "the file"
+    why = e.strerror or type(e).__name__
+    hint = {
+        PermissionError: "check its permissions or choose another path",
+        IsADirectoryError: "it is a folder; give a file",
+        NotADirectoryError: "a part of the path is a file, not a folder; choose another path",
+        FileExistsError: "something is already there; choose another path",
+        FileNotFoundError: "check the path",
+    }.get(type(e), "check the path, the free disk space and the permissions")
+    return f"cannot {doing} {path}: {why}; {hint}"
+
+
 def runs_dir() -> Path:
     """Where the course keeps its training runs: ``MINIGPT_RUNS_DIR`` if set, else ``runs/`` at the
     top of this checkout (the same folder whichever notebook asks), else ``./runs``."""
