@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import heapq
 import json
+import operator
 import os
+import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -71,6 +73,9 @@ def _resolve_pattern(pattern: str | None) -> str | None:
     """A pattern name (``gpt2``, ``gpt4``, ``none``) or a regex string -> the regex, or None."""
     if pattern is None:
         return None
+    if not isinstance(pattern, str):
+        raise ValueError(f"pattern {pattern!r} is not a string ({type(pattern).__name__}); give one of "
+                         f"{sorted(PATTERNS)}, a regex string, or None (null in a tokenizer file) for no pre-split")
     if pattern in PATTERNS:
         return PATTERNS[pattern]
     try:
@@ -78,6 +83,37 @@ def _resolve_pattern(pattern: str | None) -> str | None:
     except regex.error as e:
         raise ValueError(f"pattern {pattern!r} is neither one of {sorted(PATTERNS)} nor a valid regex: {e}") from None
     return pattern
+
+
+def _as_id(x) -> int | None:
+    """``x`` as a token id when it is a whole number (int, numpy int; not bool, float or str), else None."""
+    if isinstance(x, bool):
+        return None
+    try:
+        return operator.index(x)
+    except TypeError:
+        return None
+
+
+def _os_why(e: OSError) -> str:
+    return "permission denied" if isinstance(e, PermissionError) else (e.strerror or type(e).__name__)
+
+
+def _check_writable(path: Path) -> None:
+    """Raise a one-line ValueError when a file cannot be written at ``path`` (tried with a probe file)."""
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a file name for the tokenizer, e.g. {path / 'tokenizer.json'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    except (FileExistsError, NotADirectoryError):
+        raise ValueError(f"cannot write {path}: a part of its folder path is a file, not a folder; "
+                         "choose a path inside a folder") from None
+    except OSError as e:
+        raise ValueError(f"cannot write {path}: {_os_why(e)} in {path.parent}; choose a folder you can "
+                         "write to") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _to_utf8(text: str) -> bytes:
@@ -104,7 +140,13 @@ class BPETokenizer:
         self.merges: dict[tuple[int, int], int] = {}
         self.vocab: dict[int, bytes] = {i: bytes([i]) for i in range(256)}
         for i, pair in enumerate(merges):
-            a, b = (int(x) for x in pair)
+            try:
+                ids = [] if isinstance(pair, (str, bytes, dict)) else [_as_id(x) for x in pair]
+            except TypeError:  # not iterable
+                ids = []
+            if len(ids) != 2 or None in ids:
+                raise ValueError(f"merge {i} {pair!r} is not a pair of integer token ids, e.g. (104, 101)")
+            a, b = ids
             idx = 256 + i
             if a not in self.vocab or b not in self.vocab:
                 raise ValueError(f"merge {i} ({a}, {b}) uses a token that does not exist yet (ids < {idx})")
@@ -128,9 +170,12 @@ class BPETokenizer:
         if not isinstance(special_tokens, dict):
             special_tokens = {s: self.vocab_size + i for i, s in enumerate(special_tokens)}
         for s, i in special_tokens.items():
-            i = int(i)
-            if not s:
-                raise ValueError("a special token must be a non-empty string")
+            if not isinstance(s, str) or not s:
+                raise ValueError(f"special token {s!r} is not a non-empty string")
+            if _as_id(i) is None:
+                raise ValueError(f"special token {s!r} has id {i!r}, which is not a whole number; "
+                                 f"use integer ids from {256 + len(self.merges)} on")
+            i = _as_id(i)
             if i < 256 + len(self.merges) or i in self.inverse_special:
                 raise ValueError(f"special token {s!r} has id {i}, which is already taken; "
                                  f"use ids from {256 + len(self.merges)} on")
@@ -223,6 +268,10 @@ class BPETokenizer:
         if not isinstance(vocab_size, int) or vocab_size < 256:
             raise ValueError(f"vocab_size {vocab_size} is below 256; a byte-level BPE needs the 256 byte "
                              "tokens plus the merges, so use 256 or more (e.g. 512)")
+        if not isinstance(text, str):
+            raise ValueError(f"the training text must be a str, got {type(text).__name__}")
+        if not text:
+            raise ValueError("the training text is empty; a BPE learns its merges from text, so give it some")
         tok = cls(pattern=pattern)
         text = _sanitize(text)
         chunk_counts = Counter(tok.split(text))
@@ -244,21 +293,45 @@ class BPETokenizer:
 
     @classmethod
     def from_dict(cls, d) -> BPETokenizer:
+        """A tokenizer from :meth:`to_dict`'s form; every field is checked before it is used."""
         if not isinstance(d, dict) or d.get("format") != FORMAT or not isinstance(d.get("merges"), list):
             raise ValueError(f"not a BPE tokenizer: expected a JSON object with format {FORMAT!r} and a "
                              "'merges' list (write one with `python -m minigpt bpe train`)")
-        if d.get("version") != FORMAT_VERSION:
-            raise ValueError(f"BPE tokenizer file version {d.get('version')!r} is not supported "
+        version = d.get("version")
+        if isinstance(version, bool) or version != FORMAT_VERSION:
+            raise ValueError(f"BPE tokenizer file version {version!r} is not supported "
                              f"(this minigpt reads version {FORMAT_VERSION})")
-        try:
-            merges = [(int(a), int(b)) for a, b in d["merges"]]
-        except (TypeError, ValueError):
-            raise ValueError("not a BPE tokenizer: each merge must be a pair of integers") from None
-        return cls(merges, pattern=d.get("pattern"), special_tokens=d.get("special_tokens") or {})
+        merges = []
+        for i, pair in enumerate(d["merges"]):
+            ids = [_as_id(x) for x in pair] if isinstance(pair, list) else []
+            if len(ids) != 2 or None in ids:
+                raise ValueError(f"not a BPE tokenizer: merge {i} is {json.dumps(pair)}, but each merge must be "
+                                 "a pair of integer token ids such as [104, 101]")
+            merges.append(tuple(ids))
+        pattern = d.get("pattern")
+        if pattern is not None and not isinstance(pattern, str):
+            raise ValueError(f"not a BPE tokenizer: 'pattern' is {json.dumps(pattern)}, but it must be a regex "
+                             "string or null")
+        special = d.get("special_tokens")
+        if special is None:
+            special = {}
+        if not isinstance(special, dict):
+            raise ValueError(f"not a BPE tokenizer: 'special_tokens' must be an object such as "
+                             f'{{"<|endoftext|>": {256 + len(merges)}}}, got {type(special).__name__}')
+        for s, i in special.items():
+            if _as_id(i) is None:
+                raise ValueError(f"not a BPE tokenizer: special token {s!r} has id {json.dumps(i)}, but ids "
+                                 "must be whole numbers")
+        return cls(merges, pattern=pattern, special_tokens=special)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the tokenizer as JSON (atomically): pattern, merges in rank order, special tokens."""
-        write_json_atomic(path, self.to_dict())
+        path = Path(path)
+        _check_writable(path)
+        try:
+            write_json_atomic(path, self.to_dict())
+        except OSError as e:
+            raise ValueError(f"cannot write {path}: {_os_why(e)}; choose a folder you can write to") from None
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> BPETokenizer:
@@ -267,10 +340,15 @@ class BPETokenizer:
         if not path.exists():
             raise FileNotFoundError(f"tokenizer file {path} does not exist; train one with "
                                     f"`python -m minigpt bpe train --data tinyshakespeare --out {path}`")
+        if path.is_dir():
+            raise ValueError(f"tokenizer file {path} is a folder, not a file; give the JSON file written by "
+                             "`python -m minigpt bpe train --out FILE`")
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"{path} is not a BPE tokenizer file (not valid JSON: {e})") from None
+        except OSError as e:
+            raise ValueError(f"cannot read tokenizer file {path}: {_os_why(e)}; check its permissions") from None
         return cls.from_dict(d)
 
     def save_vocab_text(self, path: str | os.PathLike) -> None:
@@ -515,8 +593,17 @@ def _read_data(name: str) -> str:
     if name in data.DATASETS:
         return data.load_text(name)
     path = Path(name)
+    if path.is_dir():
+        raise ValueError(f"--data {name!r} is a folder; give a data set ({', '.join(sorted(data.DATASETS))}) "
+                         "or a UTF-8 text file")
     if path.is_file():
-        return path.read_text(encoding="utf-8")
+        try:
+            return path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"--data {name!r} is not UTF-8 text (byte {e.start}: {e.reason}); "
+                             "convert it to UTF-8") from None
+        except OSError as e:
+            raise ValueError(f"cannot read --data {name!r}: {_os_why(e)}; check its permissions") from None
     raise ValueError(f"--data {name!r} is neither a data set ({', '.join(sorted(data.DATASETS))}) nor a file")
 
 
@@ -524,7 +611,12 @@ def _cli_train(args) -> int:
     if args.vocab_size < 256:
         raise ValueError(f"--vocab-size {args.vocab_size} is below 256; a byte-level BPE needs the 256 byte "
                          "tokens plus the merges, so use 256 or more (e.g. 512)")
+    out = Path(args.out)
+    _check_writable(out)  # before training, which can take minutes
     text = _read_data(args.data)
+    if not text:
+        raise ValueError(f"--data {args.data!r} is empty; give a text to train the tokenizer on")
+    _resolve_pattern(args.pattern)  # a bad --pattern fails before training too
     t0 = time.perf_counter()
     tok = train(text, args.vocab_size, pattern=args.pattern, progress=True)
     seconds = time.perf_counter() - t0

@@ -3,7 +3,13 @@
 A file is looked for, in order, in
 1. ``MINIGPT_DATA_DIR`` (an offline folder, e.g. ``../shared/data``),
 2. the user cache (``$XDG_CACHE_HOME/minigpt``, default ``~/.cache/minigpt``),
-3. its public URL: downloaded with a progress bar, checked against its SHA-256, written atomically.
+3. its public URL: downloaded with a progress bar, checked against its size and SHA-256, written
+   atomically. A download killed midway can leave a ``NAME.XXXX.part`` file in the cache; the next
+   download of that file removes such leftovers once they have not changed for an hour (a live
+   download writes to its own ``.part`` file every few milliseconds, so it is never touched).
+
+Every problem is reported as one line: a :class:`DataError` when the data cannot be used, or a
+``note:`` line on stderr when a bad offline copy was skipped and the cache or a download served.
 
 Every lesson scores its models on the same splits (the course's one yardstick):
 names are shuffled with seed 42 into 80/10/10 train/dev/test; Tiny Shakespeare is split
@@ -13,12 +19,16 @@ into the first 90% (train) and the last 10% (val).
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import random
+import re
+import stat
+import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +68,7 @@ DATASETS: dict[str, DataSet] = {
 
 NAMES_SPLIT_SEED = 42
 SHAKESPEARE_TRAIN_FRACTION = 0.9
+STALE_PART_SECONDS = 3600  # a .part file unchanged for this long belongs to a download that died
 
 
 class DataError(RuntimeError):
@@ -85,37 +96,107 @@ def offline_dir() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def _verify(ds: DataSet, path: Path) -> str | None:
-    """None when ``path`` holds the right bytes, else a sentence saying what is wrong."""
-    size = path.stat().st_size
-    if size != ds.size:
-        return f"{path} has {size} bytes, expected {ds.size}"
-    digest = sha256_file(path)
+def _unreadable(path: Path, e: OSError, fix: str) -> DataError:
+    why = "permission denied" if isinstance(e, PermissionError) else (e.strerror or type(e).__name__)
+    return DataError(f"cannot read {path}: {why}; {fix}")
+
+
+def _stat(path: Path, fix: str) -> os.stat_result | None:
+    """``path``'s status, or None when nothing is there; a one-line DataError when it cannot be read."""
+    try:
+        return path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        raise _unreadable(path, e, fix) from None
+
+
+def _verify(ds: DataSet, path: Path, st: os.stat_result, fix: str) -> str | None:
+    """None when ``path`` holds the right bytes, else a sentence saying what is wrong.
+
+    ``fix`` says what to do when the file cannot be read (raised as a DataError, never swallowed).
+    """
+    if stat.S_ISDIR(st.st_mode):
+        return f"{path} is a folder, not a file"
+    if st.st_size != ds.size:
+        return f"{path} has {st.st_size} bytes, expected {ds.size}"
+    try:
+        digest = sha256_file(path)
+    except OSError as e:
+        raise _unreadable(path, e, fix) from None
     if digest != ds.sha256:
         return f"{path} has sha256 {digest[:12]}..., expected {ds.sha256[:12]}..."
     return None
 
 
-def download(url: str, dest: Path, sha256: str, size: int | None = None, progress: bool = True) -> Path:
-    """Download ``url`` to ``dest`` atomically, checking its SHA-256 (and size, when given).
+def _remove_stale_parts(dest: Path, max_age: float = STALE_PART_SECONDS) -> list[Path]:
+    """Delete ``dest.name.XXXX.part`` leftovers of killed downloads that have not changed for ``max_age`` s.
 
-    The bytes go to a temporary file beside ``dest`` and are renamed into place only when the
-    checksum matches, so a failed or corrupt download never leaves a bad file behind.
+    Only regular files named exactly like :func:`download`'s temporary files are touched; a fresh
+    ``.part`` file may belong to a download running in another process, so it is left alone.
+    """
+    pattern = re.compile(re.escape(dest.name) + r"\.[A-Za-z0-9_]+\.part")
+    removed = []
+    try:
+        entries = list(os.scandir(dest.parent))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        if not pattern.fullmatch(entry.name):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and now - entry.stat(follow_symlinks=False).st_mtime > max_age:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:  # gone already, or not ours to remove: leave it
+            pass
+    return removed
+
+
+def download(url: str, dest: Path, sha256: str, size: int | None = None, progress: bool = True) -> Path:
+    """Download ``url`` to ``dest`` atomically, checking its size and SHA-256.
+
+    The bytes go to a temporary ``dest.name.XXXX.part`` file beside ``dest`` and are renamed into
+    place only when the checksum matches, so a failed or corrupt download never leaves a bad file
+    behind. Leftover ``.part`` files of killed downloads (unchanged for an hour) are removed first.
+    The size expected is the server's ``Content-Length``, else ``size``; fewer bytes than that is
+    reported as an incomplete download rather than as a checksum mismatch.
     """
     from tqdm.auto import tqdm
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_parts(dest)
+        fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
+    except OSError as e:
+        why = "permission denied" if isinstance(e, PermissionError) else (e.strerror or type(e).__name__)
+        raise DataError(f"cannot write {dest.name} into {dest.parent}: {why}; make that folder writable, "
+                        "point XDG_CACHE_HOME at a writable folder, or put the file in MINIGPT_DATA_DIR") from None
     tmp = Path(tmp_name)
     try:
         h = hashlib.sha256()
+        got = 0
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as resp:
-            total = int(resp.headers.get("Content-Length") or 0) or size
+            try:
+                declared = int(resp.headers.get("Content-Length") or 0) or None
+            except ValueError:
+                declared = None
+            total = declared or size
             with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
-                for chunk in iter(lambda: resp.read(1 << 16), b""):
-                    out.write(chunk)
-                    h.update(chunk)
-                    bar.update(len(chunk))
+                try:
+                    for chunk in iter(lambda: resp.read(1 << 16), b""):
+                        out.write(chunk)
+                        h.update(chunk)
+                        got += len(chunk)
+                        bar.update(len(chunk))
+                except http.client.IncompleteRead as e:
+                    got += len(e.partial)
+        if total and got < total:
+            raise DataError(
+                f"incomplete download: got {got} of {total} bytes from {url}; the connection was cut and "
+                "the file was not saved. Try again, or put a good copy in MINIGPT_DATA_DIR."
+            )
         digest = h.hexdigest()
         if digest != sha256:
             raise DataError(
@@ -132,47 +213,83 @@ def download(url: str, dest: Path, sha256: str, size: int | None = None, progres
 def locate(name: str, download_missing: bool = True, progress: bool = True) -> tuple[Path, str]:
     """Find (or fetch) data set ``name``; return its path and where it came from.
 
-    The source is ``"offline"``, ``"cache"`` or ``"download"``.
+    The source is ``"offline"``, ``"cache"`` or ``"download"``. A file that is there but cannot be
+    read, or a folder where the cached file belongs, is a :class:`DataError` (nothing is deleted
+    but a corrupt cached file). A bad offline copy is skipped, with a one-line note on stderr.
     """
     ds = dataset(name)
     problems: list[str] = []
+    notes: list[str] = []  # problems worth a note when another source serves the file
     off = offline_dir()
-    if off is not None:
-        candidate = off / ds.filename
-        if candidate.exists():
-            problem = _verify(ds, candidate)
-            if problem is None:
-                return candidate, "offline"
-            msg = f"ignoring corrupt offline copy: {problem}"
-            warnings.warn(msg, stacklevel=2)
-            problems.append(msg)
+    if off is None:
+        problems.append("MINIGPT_DATA_DIR is not set")
+    else:
+        fix = "fix its permissions (e.g. `chmod a+rX`) or unset MINIGPT_DATA_DIR"
+        off_st = _stat(off, fix)
+        if off_st is None:
+            notes.append(f"MINIGPT_DATA_DIR is set to {off}, a folder that does not exist")
+        elif not stat.S_ISDIR(off_st.st_mode):
+            notes.append(f"MINIGPT_DATA_DIR {off} is a file, not a folder")
         else:
-            problems.append(f"{candidate} does not exist")
+            candidate = off / ds.filename
+            st = _stat(candidate, fix)
+            if st is None:
+                problems.append(f"{candidate} does not exist")
+            else:
+                problem = _verify(ds, candidate, st, fix)
+                if problem is None:
+                    return candidate, "offline"
+                kind = "offline path" if stat.S_ISDIR(st.st_mode) else "corrupt offline copy"
+                notes.append(f"ignoring {kind}: {problem}")
+    problems += notes
     cached = cache_dir() / ds.filename
-    if cached.exists():
-        problem = _verify(ds, cached)
+    st = _stat(cached, "fix its permissions or delete it")
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise DataError(f"{cached} is a folder, but minigpt keeps the downloaded file {ds.filename} there; "
+                        "move or remove that folder (minigpt never deletes folders) and try again")
+    if st is None:
+        problems.append(f"{cached} does not exist")
+    else:
+        problem = _verify(ds, cached, st, "fix its permissions or delete it")
         if problem is None:
+            _note(notes, cached)
             return cached, "cache"
+        try:
+            cached.unlink()
+        except OSError as e:
+            why = "permission denied" if isinstance(e, PermissionError) else (e.strerror or type(e).__name__)
+            raise DataError(f"cannot remove corrupt cached copy ({problem}): {why}; delete it by hand") from None
         problems.append(f"removed corrupt cached copy: {problem}")
-        cached.unlink()
     if not download_missing:
         raise DataError(_missing_message(ds, problems))
     try:
         download(ds.url, cached, ds.sha256, ds.size, progress=progress)
-    except (urllib.error.URLError, OSError, TimeoutError) as e:
-        problems.append(f"download failed: {e}")
+    except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as e:
+        problems.append(f"download failed: {str(e) or type(e).__name__}")
         raise DataError(_missing_message(ds, problems)) from e
+    _note(notes, cached)
     return cached, "download"
 
 
+_NOTED: set[str] = set()
+
+
+def _note(notes: list[str], used: Path) -> None:
+    """One line on stderr, once per process, when a bad offline copy or folder was skipped.
+
+    Not ``warnings.warn``: that prints a second line echoing this module's source.
+    """
+    line = f"note: {'; '.join(notes)}; using {used}"
+    if notes and line not in _NOTED:
+        _NOTED.add(line)
+        print(line, file=sys.stderr)
+
+
 def _missing_message(ds: DataSet, problems: list[str]) -> str:
-    lines = [
-        f"data set {ds.name!r} is not available offline and could not be downloaded.",
-        f"  Download {ds.url}",
-        f"  into a folder and set MINIGPT_DATA_DIR to that folder (or into {cache_dir()}).",
-    ]
-    lines += [f"  - {p}" for p in problems]
-    return "\n".join(lines)
+    """One line: what was looked at and what was wrong, the URL, and where to put the file."""
+    found = "; ".join(" ".join(str(p).splitlines()) for p in problems) or "no copy found"
+    return (f"data set {ds.name!r} is not available: {found}. Download {ds.url} into a folder and set "
+            f"MINIGPT_DATA_DIR to that folder, or save it as {cache_dir() / ds.filename}")
 
 
 def path(name: str) -> Path:
@@ -193,7 +310,7 @@ def status(name: str) -> dict:
     try:
         p, source = locate(name, download_missing=False)
     except DataError as e:
-        info["error"] = str(e).splitlines()[0]
+        info["error"] = str(e)
         return info
     info.update(path=str(p), source=source, bytes=p.stat().st_size, sha256_ok=True)
     return info

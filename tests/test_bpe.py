@@ -2,6 +2,7 @@
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -266,3 +267,140 @@ def test_bench_reports_both_libraries_on_the_same_text(capsys):
     assert result["tiktoken_same_ids"] is True
     assert result["text_bytes"] == len((MIXED * 30).encode())
     assert result["ours_tokens"] < result["text_bytes"] and result["tokenizers_tokens"] < result["text_bytes"]
+
+
+# ---- bad files and paths: one clear line, nothing half-done ------------------------------------
+def _model(**fields) -> dict:
+    d = {"format": "minigpt-bpe", "version": 1, "pattern": None, "merges": [[104, 101]], "special_tokens": {}}
+    d.update(fields)
+    return d
+
+
+@pytest.mark.parametrize("fields, match", [
+    ({"merges": [[104, 101], [104.7, 101]]}, r"merge 1 is \[104\.7, 101\]"),  # was read as (104, 101)
+    ({"merges": [["104", 101]]}, r"merge 0 is \[\"104\", 101\]"),
+    ({"merges": [[104, 101, 32]]}, r"merge 0 is \[104, 101, 32\]"),
+    ({"merges": [104]}, r"merge 0 is 104,"),
+    ({"merges": [[True, 101]]}, r"merge 0 is \[true, 101\]"),
+    ({"special_tokens": {"<|eot|>": "abc"}}, r"special token '<\|eot\|>' has id \"abc\""),
+    ({"special_tokens": {"<|eot|>": 257.5}}, r"special token '<\|eot\|>' has id 257\.5"),
+    ({"special_tokens": ["<|eot|>"]}, r"'special_tokens' must be an object"),
+    ({"pattern": 5}, r"'pattern' is 5, but it must be a regex string or null"),
+    ({"pattern": ["gpt4"]}, r"'pattern' is \[\"gpt4\"\]"),
+    ({"version": True}, r"version True is not supported"),
+], ids=["float-merge", "string-id", "triple", "not-a-pair", "bool-id", "special-abc", "special-float",
+        "special-list", "pattern-int", "pattern-list", "version-bool"])
+def test_load_rejects_a_bad_model_file_naming_the_bad_field(tmp_path, fields, match):
+    path = tmp_path / "tok.json"
+    path.write_text(json.dumps(_model(**fields)), encoding="utf-8")
+    with pytest.raises(ValueError, match=match) as err:
+        bpe.BPETokenizer.load(path)
+    assert "\n" not in str(err.value)
+
+
+def test_load_accepts_a_good_hand_written_model(tmp_path):
+    path = tmp_path / "tok.json"
+    path.write_text(json.dumps(_model(special_tokens={"<|eot|>": 257})), encoding="utf-8")
+    tok = bpe.BPETokenizer.load(path)
+    assert tok.encode("hehe") == [256, 256] and tok.special_tokens == {"<|eot|>": 257}
+
+
+def test_constructor_rejects_non_integer_merges_and_ids():
+    with pytest.raises(ValueError, match=r"merge 0 \(104\.7, 101\) is not a pair of integer token ids"):
+        bpe.BPETokenizer([(104.7, 101)])
+    with pytest.raises(ValueError, match="has id 'abc', which is not a whole number"):
+        bpe.BPETokenizer(special_tokens={"<|eot|>": "abc"})
+    with pytest.raises(ValueError, match=r"pattern 5 is not a string \(int\)"):
+        bpe.BPETokenizer(pattern=5)
+
+
+def test_train_refuses_an_empty_text():
+    with pytest.raises(ValueError, match="training text is empty"):
+        bpe.train("", 300)
+
+
+@pytest.fixture
+def corpus(tmp_path, monkeypatch):
+    """A small corpus file; training is replaced by a failure, so a test proves it never got that far."""
+    path = tmp_path / "corpus.txt"
+    path.write_text("hello world " * 20, encoding="utf-8")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("bad --out must be refused before training")
+
+    monkeypatch.setattr(bpe, "train", no_training)
+    return path
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    return err.strip()
+
+
+def test_cli_train_out_is_a_folder(tmp_path, corpus, capsys):
+    out = tmp_path / "models"
+    out.mkdir()
+    assert cli.main(["bpe", "train", "--data", str(corpus), "--vocab-size", "260", "--out", str(out)]) == 2
+    assert _one_line_error(capsys).startswith(f"error: {out} is a folder; give a file name")
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("inside", ["tok.json", "sub/tok.json"])
+def test_cli_train_out_inside_a_file(tmp_path, corpus, capsys, inside):
+    out = corpus / inside  # corpus.txt is a file, so corpus.txt/tok.json cannot be written
+    assert cli.main(["bpe", "train", "--data", str(corpus), "--vocab-size", "260", "--out", str(out)]) == 2
+    err = _one_line_error(capsys)
+    assert err.startswith(f"error: cannot write {out}: a part of its folder path is a file, not a folder")
+
+
+def test_cli_train_out_in_a_read_only_folder(tmp_path, corpus, capsys, monkeypatch):
+    import tempfile
+
+    ro = tmp_path / "readonly"
+    ro.mkdir()
+    real = tempfile.mkstemp
+
+    def mkstemp(*args, dir=None, **kwargs):  # we run as root: simulate a folder we may not write to
+        if dir is not None and Path(dir) == ro:
+            raise PermissionError(13, "Permission denied", str(Path(dir) / "tok.json123.tmp"))
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    out = ro / "tok.json"
+    assert cli.main(["bpe", "train", "--data", str(corpus), "--vocab-size", "260", "--out", str(out)]) == 2
+    err = _one_line_error(capsys)
+    assert err.startswith(f"error: cannot write {out}: permission denied in {ro}") and ".tmp" not in err
+
+
+def test_save_to_a_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="is a folder; give a file name"):
+        bpe.BPETokenizer().save(tmp_path)
+
+
+def test_cli_train_empty_text_is_refused_before_writing(tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    out = tmp_path / "tok.json"
+    assert cli.main(["bpe", "train", "--data", str(empty), "--vocab-size", "260", "--out", str(out)]) == 2
+    assert "is empty" in _one_line_error(capsys)
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["empty.txt"]
+
+
+def test_cli_train_data_that_is_not_utf8(tmp_path, capsys):
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("café".encode("latin-1"))
+    assert cli.main(["bpe", "train", "--data", str(latin1), "--out", str(tmp_path / "tok.json")]) == 2
+    assert f"--data '{latin1}' is not UTF-8 text (byte 3" in _one_line_error(capsys)
+
+
+def test_cli_encode_model_is_a_folder(tmp_path, capsys):
+    assert cli.main(["bpe", "encode", "--model", str(tmp_path), "hi"]) == 2
+    assert _one_line_error(capsys).startswith(f"error: tokenizer file {tmp_path} is a folder, not a file")
+
+
+def test_cli_encode_bad_merge_in_model(tmp_path, capsys):
+    path = tmp_path / "tok.json"
+    path.write_text(json.dumps(_model(merges=[[104.7, 101]])), encoding="utf-8")
+    assert cli.main(["bpe", "encode", "--model", str(path), "he"]) == 2
+    assert "merge 0 is [104.7, 101]" in _one_line_error(capsys)

@@ -8,6 +8,8 @@ import http.server
 import json
 import os
 import threading
+import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -21,13 +23,22 @@ GOOD_SHA = hashlib.sha256(GOOD).hexdigest()
 
 @pytest.fixture
 def server():
-    """A local HTTP server with /good.txt (the right bytes), /bad.txt (wrong bytes), /missing (404)."""
+    """A local HTTP server with /good.txt (the right bytes), /bad.txt (wrong bytes), /missing (404),
+    and two transfers cut off halfway: /cut.txt (declares the full Content-Length) and
+    /cut-nolength.txt (declares nothing, so only the registry size tells)."""
     files = {"/good.txt": GOOD, "/bad.txt": GOOD[:-1] + b"X"}
     hits = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             hits.append(self.path)
+            if self.path.startswith("/cut"):
+                self.send_response(200)
+                if self.path == "/cut.txt":
+                    self.send_header("Content-Length", str(len(GOOD)))
+                self.end_headers()
+                self.wfile.write(GOOD[:300])  # then the connection closes (HTTP/1.0)
+                return
             body = files.get(self.path)
             if body is None:
                 self.send_error(404)
@@ -41,7 +52,7 @@ def server():
             pass
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}", hits
     httpd.shutdown()
@@ -91,8 +102,11 @@ def test_offline_and_not_cached_names_the_url_and_the_variable(tiny_registry, mo
     monkeypatch.setitem(data.DATASETS, "tiny", data.DataSet("tiny", "tiny.txt", url, ds.size, ds.sha256, ""))
     with pytest.raises(data.DataError) as err:
         data.locate("tiny", progress=False)
-    assert url in str(err.value)
-    assert "MINIGPT_DATA_DIR" in str(err.value)
+    msg = str(err.value)
+    assert url in msg
+    assert "MINIGPT_DATA_DIR" in msg
+    assert str(data.cache_dir()) in msg and "download failed: HTTP Error 404" in msg
+    assert "\n" not in msg  # one line: cli.main prints it as `error: ...`
 
 
 def test_offline_folder_is_read_first(tiny_registry, tmp_path, monkeypatch):
@@ -105,15 +119,148 @@ def test_offline_folder_is_read_first(tiny_registry, tmp_path, monkeypatch):
     assert tiny_registry[2] == []  # no download
 
 
-def test_corrupt_offline_file_is_reported_and_not_used(tiny_registry, tmp_path, monkeypatch):
+def test_corrupt_offline_file_is_reported_and_not_used(tiny_registry, tmp_path, monkeypatch, capsys):
     offline = tmp_path / "offline"
     offline.mkdir()
     (offline / "tiny.txt").write_bytes(b"corrupt")
     monkeypatch.setenv("MINIGPT_DATA_DIR", str(offline))
-    with pytest.warns(UserWarning, match="corrupt offline copy"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a one-line note on stderr, not a warning that echoes source code
         path, source = data.locate("tiny", progress=False)
     assert source == "download" and path.read_bytes() == GOOD
     assert (offline / "tiny.txt").read_bytes() == b"corrupt"  # we never write to the offline folder
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("note: ignoring corrupt offline copy:")
+    assert str(offline / "tiny.txt") in err and "has 7 bytes" in err and str(path) in err
+
+
+def test_corrupt_offline_file_is_named_in_the_one_line_error(tiny_registry, tmp_path, monkeypatch):
+    offline = tmp_path / "offline"
+    offline.mkdir()
+    (offline / "tiny.txt").write_bytes(b"corrupt")
+    monkeypatch.setenv("MINIGPT_DATA_DIR", str(offline))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(data.DataError) as err:
+            data.locate("tiny", download_missing=False)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert f"ignoring corrupt offline copy: {offline / 'tiny.txt'} has 7 bytes" in msg
+    assert "; " in msg and str(data.cache_dir() / "tiny.txt") in msg and tiny_registry[0].url in msg
+
+
+def _permission_denied_for(monkeypatch, denied: Path):
+    """Simulate a file we may not read (we run as root, so chmod cannot): hashing it fails."""
+    real = data.sha256_file
+
+    def fake(path):
+        if Path(path) == denied:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(data, "sha256_file", fake)
+
+
+def test_unreadable_offline_file_says_fix_its_permissions(tiny_registry, tmp_path, monkeypatch):
+    offline = tmp_path / "offline"
+    offline.mkdir()
+    (offline / "tiny.txt").write_bytes(GOOD)
+    monkeypatch.setenv("MINIGPT_DATA_DIR", str(offline))
+    _permission_denied_for(monkeypatch, offline / "tiny.txt")
+    with pytest.raises(data.DataError) as err:
+        data.locate("tiny", progress=False)
+    msg = str(err.value)
+    assert msg.startswith(f"cannot read {offline / 'tiny.txt'}: permission denied; fix its permissions")
+    assert "unset MINIGPT_DATA_DIR" in msg and "\n" not in msg
+    assert tiny_registry[2] == []  # no download behind the user's back
+
+
+def test_unreadable_offline_file_through_the_cli_is_one_line(tiny_registry, tmp_path, monkeypatch, capsys):
+    offline = tmp_path / "offline"
+    offline.mkdir()
+    (offline / "tiny.txt").write_bytes(GOOD)
+    monkeypatch.setenv("MINIGPT_DATA_DIR", str(offline))
+    _permission_denied_for(monkeypatch, offline / "tiny.txt")
+    assert cli_main(["data", "tiny", "--download"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: cannot read") and "fix its permissions" in err
+
+
+def test_folder_instead_of_offline_file_is_called_a_folder(tiny_registry, tmp_path, monkeypatch, capsys):
+    offline = tmp_path / "offline"
+    (offline / "tiny.txt").mkdir(parents=True)
+    monkeypatch.setenv("MINIGPT_DATA_DIR", str(offline))
+    with pytest.raises(data.DataError) as err:
+        data.locate("tiny", download_missing=False)
+    msg = str(err.value)
+    assert f"{offline / 'tiny.txt'} is a folder, not a file" in msg
+    assert "bytes, expected" not in msg and "\n" not in msg
+    # With a download allowed, the folder is skipped (and left alone) with a one-line note.
+    path, source = data.locate("tiny", progress=False)
+    assert source == "download" and (offline / "tiny.txt").is_dir()
+    assert "is a folder, not a file" in capsys.readouterr().err
+
+
+def test_folder_in_the_cache_is_a_clear_error_and_is_never_deleted(tiny_registry):
+    ds, base, hits = tiny_registry
+    folder = data.cache_dir() / "tiny.txt"
+    folder.mkdir(parents=True)
+    (folder / "my-notes.txt").write_text("keep me")
+    with pytest.raises(data.DataError) as err:
+        data.locate("tiny", progress=False)
+    msg = str(err.value)
+    assert msg.startswith(f"{folder} is a folder") and "remove that folder" in msg and "\n" not in msg
+    assert (folder / "my-notes.txt").read_text() == "keep me"
+    assert hits == []
+
+
+def test_offline_folder_that_does_not_exist_is_named(tiny_registry, tmp_path, monkeypatch):
+    missing = tmp_path / "no-such-folder"
+    monkeypatch.setenv("MINIGPT_DATA_DIR", str(missing))
+    with pytest.raises(data.DataError) as err:
+        data.locate("tiny", download_missing=False)
+    assert f"MINIGPT_DATA_DIR is set to {missing}, a folder that does not exist" in str(err.value)
+
+
+def test_stale_partial_downloads_are_removed_before_downloading(tiny_registry):
+    cache = data.cache_dir()
+    cache.mkdir(parents=True)
+    two_hours_ago = time.time() - 7200
+    stale = cache / "tiny.txt.k3j_9x2a.part"  # left by a download that was killed
+    fresh = cache / "tiny.txt.abcd1234.part"  # may be a download running in another process
+    other = cache / "other.txt.k3j_9x2a.part"  # another data set's: not ours to judge
+    folder = cache / "tiny.txt.dir.part"  # never delete folders
+    for p in (stale, fresh, other):
+        p.write_bytes(b"half a file")
+    folder.mkdir()
+    for p in (stale, other, folder):
+        os.utime(p, (two_hours_ago, two_hours_ago))
+    path, source = data.locate("tiny", progress=False)
+    assert source == "download"
+    assert sorted(p.name for p in cache.iterdir()) == sorted(["tiny.txt", fresh.name, other.name, folder.name])
+
+
+@pytest.mark.parametrize("route", ["/cut.txt", "/cut-nolength.txt"])
+def test_cut_off_download_says_incomplete_not_checksum_mismatch(tiny_registry, monkeypatch, route):
+    ds, base, _ = tiny_registry
+    monkeypatch.setitem(data.DATASETS, "tiny", data.DataSet("tiny", "tiny.txt", base + route, ds.size,
+                                                            ds.sha256, ""))
+    with pytest.raises(data.DataError, match=f"incomplete download: got 300 of {len(GOOD)} bytes"):
+        data.locate("tiny", progress=False)
+    cache = data.cache_dir()
+    assert list(cache.iterdir()) == []  # no file, no .part left behind
+
+
+def test_unwritable_cache_is_one_clear_line(tiny_registry, monkeypatch):
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", kwargs.get("dir"))
+
+    monkeypatch.setattr(data.tempfile, "mkstemp", denied)
+    with pytest.raises(data.DataError) as err:
+        data.locate("tiny", progress=False)
+    msg = str(err.value)
+    assert msg.startswith(f"cannot write tiny.txt into {data.cache_dir()}: permission denied")
+    assert "XDG_CACHE_HOME" in msg and "\n" not in msg
 
 
 def test_corrupt_cache_file_is_replaced(tiny_registry):
