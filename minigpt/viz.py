@@ -376,3 +376,186 @@ class Sampler:
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+def _masked_heatmap(ax, w, tokens, title, query=None, labels=True):
+    """Draw (T, T) weights; the masked future is grey, so it is never confused with a weight near 0."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    T = len(tokens)
+    w = np.asarray(w, dtype=float)
+    future = np.triu(np.ones((T, T), dtype=bool), k=1)
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#d9d9d9")
+    im = ax.imshow(np.ma.masked_where(future, w), cmap=cmap, vmin=0.0, vmax=1.0)
+    if labels:
+        shown = [show_token(t) for t in tokens]
+        ax.set_xticks(range(T), labels=shown, fontsize=8)
+        ax.set_yticks(range(T), labels=shown, fontsize=8)
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if query is not None:
+        from matplotlib.patches import Rectangle
+
+        ax.add_patch(Rectangle((-0.5, query - 0.5), T, 1, fill=False, edgecolor="red", linewidth=1.5))
+    ax.set_title(title, fontsize=9 if not labels else 11)
+    return im
+
+
+def plot_attention_grid(weights: torch.Tensor, tokens: Sequence[str], title: str = "every head of every layer",
+                        cell: float = 1.9):
+    """A grid of small heatmaps, one per (layer, head), for weights (n_layer, n_head, T, T)."""
+    import matplotlib.pyplot as plt
+
+    L, H = weights.shape[:2]
+    fig, axes = plt.subplots(L, H, figsize=(cell * H, cell * L), squeeze=False)
+    for layer in range(L):
+        for head in range(H):
+            ax = axes[layer][head]
+            _masked_heatmap(ax, weights[layer, head], tokens, f"layer {layer}, head {head}", labels=False)
+            if head == 0:
+                ax.set_ylabel("query (looking)", fontsize=8)
+            if layer == L - 1:
+                ax.set_xlabel("key (looked at)", fontsize=8)
+    fig.suptitle(f"{title}: {''.join(show_token(t) for t in tokens)!s} (grey = future, masked)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+class GPTAttentionExplorer:
+    """Where a trained GPT's heads look, for any prompt you type.
+
+    Public controls (ipywidgets): ``prompt``, ``layer``, ``head``, ``query`` (a token position),
+    ``grid`` (show every head at once). Public results: ``tokens``, ``all_weights`` (n_layer, n_head,
+    T, T), ``weights`` (T, T) of the selected head, ``query_weights`` (T,) where the selected token
+    looks, ``error`` (why the prompt cannot be used, or ""). The prompt is also shown as text, each
+    character shaded by how much the selected token looks at it.
+    """
+
+    def __init__(self, model, tokenizer, prompt: str = "ROMEO:\nBut soft, what light", figsize=(6.5, 5.5)):
+        import ipywidgets as W
+
+        self.model, self.tokenizer, self.figsize = model.eval(), tokenizer, figsize
+        c = model.config
+        self.prompt = W.Text(value=prompt, description="prompt", continuous_update=False,
+                             layout=W.Layout(width="60%"))
+        self.layer = W.IntSlider(value=0, min=0, max=c.n_layer - 1, description="layer")
+        self.head = W.IntSlider(value=0, min=0, max=c.n_head - 1, description="head")
+        self.query = W.IntSlider(value=0, min=0, max=0, description="query token")
+        self.grid = W.Checkbox(value=False, description="all heads")
+        self.text = W.HTML()
+        self.info = W.HTML()
+        self.output = W.Output()
+        self.error = ""
+        self._weights = None
+        self._compute()
+        self.query.max = max(0, len(self.tokens) - 1)
+        self.query.value = self.query.max
+        self.prompt.observe(self._on_prompt, names="value")
+        for control in (self.layer, self.head, self.query, self.grid):
+            control.observe(lambda change: self._update(), names="value")
+        self.widget = W.VBox([self.prompt, W.HBox([self.layer, self.head, self.grid]), self.query, self.text,
+                              self.info, self.output])
+        self._update()
+
+    # --- state -------------------------------------------------------------------------------------
+    def _compute(self):
+        text = self.prompt.value[-self.model.config.block_size:]
+        self.error = ""
+        self._weights = None
+        if not text:
+            self.error = "type a prompt: at least one character"
+            return
+        try:
+            ids = self.tokenizer.encode(text)
+        except ValueError as e:
+            self.error = str(e)
+            return
+        self._tokens = list(text)
+        device = next(self.model.parameters()).device
+        w = self.model.attention_weights(torch.tensor([ids], device=device))
+        self._weights = torch.stack([a[0] for a in w]).float().cpu()  # (n_layer, n_head, T, T)
+
+    @property
+    def tokens(self) -> list[str]:
+        """The characters shown (the prompt's last block_size), [] for a prompt that cannot be used."""
+        return list(self._tokens) if self._weights is not None else []
+
+    @property
+    def all_weights(self) -> torch.Tensor | None:
+        return self._weights
+
+    @property
+    def weights(self) -> torch.Tensor | None:
+        """(T, T): row i holds where token i looks, for the selected layer and head."""
+        return None if self._weights is None else self._weights[self.layer.value, self.head.value]
+
+    @property
+    def query_weights(self) -> torch.Tensor | None:
+        """(T,): where the selected query token looks (zero on the future)."""
+        return None if self._weights is None else self.weights[self.query.value]
+
+    def text_html(self) -> str:
+        """The prompt as HTML, each character's background as strong as the query token's attention to it."""
+        if self._weights is None:
+            return ""
+        q = self.query.value
+        spans = []
+        for j, (t, a) in enumerate(zip(self.tokens, self.query_weights.tolist())):
+            style = f"background: rgba(255, 120, 0, {a:.3f}); padding: 1px 0;"
+            if j == q:
+                style += " outline: 2px solid red;"
+            spans.append(f'<span style="{style}" title="{a:.3f}">{html.escape(show_token(t))}</span>')
+        return '<div style="font-family: monospace; font-size: 15px; line-height: 1.8;">' + "".join(spans) + "</div>"
+
+    # --- drawing ----------------------------------------------------------------------------------
+    def plot(self):
+        """The selected head's heatmap (query row outlined in red), or the grid of every head."""
+        import matplotlib.pyplot as plt
+
+        if self._weights is None:
+            return None
+        if self.grid.value:
+            return plot_attention_grid(self._weights, self.tokens)
+        fig, ax = plt.subplots(figsize=self.figsize)
+        im = _masked_heatmap(ax, self.weights, self.tokens,
+                             f"layer {self.layer.value}, head {self.head.value} (grey: future, masked)",
+                             query=self.query.value)
+        ax.set_xlabel("key: the token looked at")
+        ax.set_ylabel("query: the token looking")
+        fig.colorbar(im, ax=ax, label="attention weight")
+        fig.tight_layout()
+        return fig
+
+    def _on_prompt(self, change=None):
+        self._compute()
+        n = len(self.tokens)
+        self.query.max = max(0, n - 1)
+        self.query.value = max(0, n - 1)
+        self._update()
+
+    def _update(self):
+        import matplotlib.pyplot as plt
+        from IPython.display import display
+
+        if self._weights is None:
+            self.info.value = f"<b>cannot use this prompt:</b> {html.escape(self.error)}"
+            self.text.value = ""
+        else:
+            q = self.query.value
+            w = self.query_weights
+            top = int(w.argmax())
+            self.info.value = (f"token {q} ({html.escape(show_token(self.tokens[q]))}) looks most at token {top} "
+                               f"({html.escape(show_token(self.tokens[top]))}, weight {w[top]:.2f}), "
+                               f"{q - top} position(s) back")
+            self.text.value = self.text_html()
+        with self.output:
+            self.output.clear_output(wait=True)
+            fig = self.plot()
+            if fig is not None:
+                display(fig)
+                plt.close(fig)
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)

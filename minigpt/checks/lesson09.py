@@ -1,0 +1,205 @@
+"""Checks for lesson 09 (looking inside): a head's mean attention distance, its previous-token
+score, zeroing one head's output, the logit lens, and an experiment measuring a head's importance.
+
+Every check draws fresh inputs (a new seed each call): random shapes, random causal attention,
+random small models, so an answer that only fits one input cannot pass.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import torch
+import torch.nn.functional as F
+
+from ._core import Check
+
+__all__ = ["mean_attention_distance", "previous_token_score", "zero_head", "lens_logits", "head_importance"]
+
+
+def _rng() -> torch.Generator:
+    return torch.Generator().manual_seed(random.SystemRandom().randrange(2**31))
+
+
+def _causal_weights(g, *lead, T):
+    scores = torch.randn(*lead, T, T, generator=g) * 2
+    future = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+    return F.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
+
+
+def _number(c: Check, value, what: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        c.fail(f"{what} should be one number, got {type(value).__name__} of shape {tuple(getattr(value, 'shape', ()))}")
+
+
+def _ref_distance(w):
+    T = w.size(-1)
+    pos = torch.arange(T, dtype=w.dtype)
+    return float((w * (pos[:, None] - pos[None, :])).sum(-1).mean())
+
+
+def mean_attention_distance(fn):
+    """``fn(w)`` for causal weights w (..., T, T): the mean over every query row of sum_j w_ij (i - j)."""
+    c = Check("mean_attention_distance")
+    g = _rng()
+    T = int(torch.randint(5, 12, (1,), generator=g))
+    cases = [(torch.eye(T), "one-hot rows on the diagonal (each token looks at itself)"),
+             (torch.diag_embed(torch.ones(T - 1), offset=-1) + torch.diag_embed(torch.tensor([1.0] + [0.0] * (T - 1))),
+              "each token looks one position back"),
+             (_causal_weights(g, T=T), f"random causal weights of shape ({T}, {T})"),
+             (_causal_weights(g, 2, 3, T=T), f"random causal weights of shape (2, 3, {T}, {T})")]
+    for w, what in cases:
+        got = _number(c, c.call(fn, w.clone()), "the mean distance")
+        ref = _ref_distance(w)
+        T_ = w.size(-1)
+        pos = torch.arange(T_, dtype=w.dtype)
+        if not math.isclose(got, ref, abs_tol=1e-4):
+            if math.isclose(got, -ref, abs_tol=1e-4) and ref != 0:
+                c.fail(f"for {what} the sign is flipped: a head looking back has a positive distance i - j")
+            if math.isclose(got, float((w * (pos[:, None] - pos[None, :])).sum(-1).sum()), abs_tol=1e-4):
+                c.fail(f"for {what} you return the sum over the rows; take the mean over every query row")
+            if math.isclose(got, float((pos - w.argmax(-1).to(w.dtype)).mean()), abs_tol=1e-4):
+                c.fail(f"for {what} you use only each row's largest weight; weight every distance by its w_ij")
+            c.number(got, ref, f"the mean distance for {what}", tol=1e-4)
+        c.count += 1
+    c.done()
+
+
+def previous_token_score(fn):
+    """``fn(w)`` for causal weights w (..., T, T): the mean of w[i, i-1] over the queries i >= 1."""
+    c = Check("previous_token_score")
+    g = _rng()
+    T = int(torch.randint(5, 12, (1,), generator=g))
+    back = torch.diag_embed(torch.ones(T - 1), offset=-1)
+    back[0, 0] = 1.0
+    cases = [(back, "each token looks one position back (the score must be 1)"),
+             (torch.eye(T), "each token looks at itself (the score must be 0)"),
+             (_causal_weights(g, T=T), f"random causal weights of shape ({T}, {T})"),
+             (_causal_weights(g, 4, T=T), f"random causal weights of shape (4, {T}, {T})")]
+    for w, what in cases:
+        got = _number(c, c.call(fn, w.clone()), "the score")
+        sub = torch.diagonal(w, offset=-1, dim1=-2, dim2=-1)
+        ref = float(sub.mean())
+        if not math.isclose(got, ref, abs_tol=1e-5):
+            if math.isclose(got, float(torch.diagonal(w, dim1=-2, dim2=-1).mean()), abs_tol=1e-5):
+                c.fail(f"for {what} you read the diagonal w[i, i] (the token itself); the previous token is w[i, i-1]")
+            if math.isclose(got, float(sub.sum(-1).mean() / w.size(-1)), abs_tol=1e-5):
+                c.fail(f"for {what} you divide by T; only the T - 1 queries i >= 1 have a previous token")
+            c.number(got, ref, f"the previous-token score for {what}", tol=1e-5)
+        c.count += 1
+    c.done()
+
+
+def zero_head(fn):
+    """``fn(y, head, n_head)``: a copy of y (B, T, C) whose channels of ``head`` are zero; y unchanged."""
+    c = Check("zero_head")
+    g = _rng()
+    for _ in range(3):
+        n_head = int(torch.randint(2, 6, (1,), generator=g))
+        hs = int(torch.randint(2, 5, (1,), generator=g))
+        C = n_head * hs
+        head = int(torch.randint(0, n_head, (1,), generator=g))
+        y = torch.randn(2, 3, C, generator=g)
+        original = y.clone()
+        got = c.call(fn, y, head, n_head)
+        c.that(got is not None, "return the new tensor (zeroing in place and returning nothing changes the input)")
+        c.that(torch.equal(y, original), "your function changed its input y; work on a copy (y.clone())")
+        c.shape(got, tuple(y.shape), "the result")
+        got = torch.as_tensor(got)
+        ref = y.clone()
+        ref[..., head * hs:(head + 1) * hs] = 0
+        if not torch.equal(got, ref):
+            zeros = (got == 0).all(dim=(0, 1)).nonzero().flatten().tolist()
+            c.fail(f"with C={C} channels and {n_head} heads (head size {hs}) you zeroed channels {zeros} for head "
+                   f"{head}; head h owns the channels h * head_size up to (h + 1) * head_size")
+        c.count += 1
+    c.done()
+
+
+def _small_gpt(g):
+    from minigpt.model import GPT, GPTConfig
+
+    n_head = int(torch.randint(2, 4, (1,), generator=g))
+    cfg = GPTConfig(block_size=16, vocab_size=int(torch.randint(10, 30, (1,), generator=g)),
+                    n_layer=int(torch.randint(1, 3, (1,), generator=g)), n_head=n_head, n_embd=8 * n_head)
+    torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=g)))
+    model = GPT(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    return model.eval()
+
+
+def lens_logits(fn):
+    """``fn(model, x)``: logits (B, T, V) read from a residual stream x (B, T, C) through ln_f and lm_head."""
+    c = Check("lens_logits")
+    g = _rng()
+    for _ in range(2):
+        model = _small_gpt(g)
+        x = torch.randn(2, 5, model.config.n_embd, generator=g) * 3
+        with torch.no_grad():
+            got = c.call(fn, model, x.clone())
+            ref = model.lm_head(model.transformer.ln_f(x))
+        c.shape(got, tuple(ref.shape), "the logits")
+        got = torch.as_tensor(got).detach()
+        if not torch.allclose(got, ref, atol=1e-4):
+            with torch.no_grad():
+                if torch.allclose(got, model.lm_head(x), atol=1e-4):
+                    c.fail("apply the final LayerNorm (model.transformer.ln_f) before the output head, "
+                           "as the model itself does after its last block")
+            c.fail("the logits differ from ln_f followed by lm_head on the same residual")
+        c.count += 1
+        # and at the last layer it must agree with the model's own logits
+        idx = torch.randint(0, model.config.vocab_size, (1, 6), generator=g)
+        tr = model.transformer
+        with torch.no_grad():
+            resid = tr.wte(idx) + tr.wpe(torch.arange(6))
+            for block in tr.h:
+                resid = block(resid)
+            got = torch.as_tensor(c.call(fn, model, resid))
+            c.that(torch.allclose(got, model(idx)[0], atol=1e-4),
+                   "after the last block your logits should equal the model's own logits")
+    c.done()
+
+
+def head_importance(fn):
+    """``fn(model, x, y, layer, head)``: how much the held-out NLL of targets y given inputs x rises
+    when that head's output is zeroed; the model must be left as it was."""
+    from minigpt.interpret import ablate_heads, nll
+
+    c = Check("head_importance")
+    g = _rng()
+    for _ in range(2):
+        model = _small_gpt(g)
+        V, L, H = model.config.vocab_size, model.config.n_layer, model.config.n_head
+        x = torch.randint(0, V, (6, 12), generator=g)
+        y = torch.randint(0, V, (6, 12), generator=g)
+        layer, head = int(torch.randint(0, L, (1,), generator=g)), int(torch.randint(0, H, (1,), generator=g))
+        with torch.no_grad():
+            before = model(x)[0].clone()
+        got = _number(c, c.call(fn, model, x, y, layer, head), "the rise in NLL")
+        with torch.no_grad():
+            c.that(torch.allclose(model(x)[0], before, atol=1e-6),
+                   "after your function the model gives other logits: remove your hooks or restore the weights")
+        base = nll(model, x, y)
+        with ablate_heads(model, [(layer, head)]):
+            ablated = nll(model, x, y)
+        ref = ablated - base
+        if not math.isclose(got, ref, abs_tol=1e-4):
+            if math.isclose(got, ablated, abs_tol=1e-4):
+                c.fail("you return the NLL with the head zeroed; return how much it *rises* over the intact model")
+            others = []
+            for lay in range(L):
+                for hd in range(H):
+                    if (lay, hd) != (layer, head):
+                        with ablate_heads(model, [(lay, hd)]):
+                            others.append(nll(model, x, y) - base)
+            if any(math.isclose(got, o, abs_tol=1e-4) for o in others):
+                c.fail(f"your number is the effect of another head, not of layer {layer}, head {head}; "
+                       "check which channels and which layer you zero")
+            c.number(got, ref, f"the rise in NLL for layer {layer}, head {head}", tol=1e-4)
+        c.count += 1
+    c.done()
