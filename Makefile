@@ -11,11 +11,12 @@ TORCH_VERSION ?= 2.13.0
 HAS_NVIDIA := $(shell command -v nvidia-smi 2>/dev/null)
 CPU_INDEX := https://download.pytorch.org/whl/cpu
 
-.PHONY: setup lab test test-fast lint exercises data gpu-check bench clean help
+.PHONY: setup lab test test-fast test-browser lint exercises data gpu-check bench clean help
 
 help:
 	@echo "make lab        set up and open JupyterLab on notebooks/"
 	@echo "make test       set up and run the whole suite (package, notebooks, exercises, lint)"
+	@echo "make test-browser  the lessons' widgets in JupyterLab in headless Chromium (needs a Chromium)"
 	@echo "make exercises  regenerate exercises/ from solutions/"
 	@echo "make gpu-check  on a CUDA machine: model tests on the GPU and a short GPU training run"
 
@@ -43,7 +44,7 @@ lab: setup
 
 # The full suite: package tests, every notebook (FAST mode) under nbval, exercise checks, lint.
 test: setup
-	$(BIN)/ruff check minigpt tests notebooks solutions
+	$(BIN)/ruff check minigpt tests notebooks solutions browser_tests
 	$(BIN)/python -m minigpt.exercises --check
 	MINIGPT_FAST=1 MINIGPT_REQUIRE_ALL_NOTEBOOKS=1 $(BIN)/python -m pytest
 
@@ -51,8 +52,14 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest tests -p no:nbval -o addopts=""
 
+# Lessons 05, 08 (and 09) in a real JupyterLab in headless Chromium: Run All, no errors, every widget
+# shown, a slider moved from the keyboard redraws its figure; screenshots. Not part of `make test`
+# (browser_tests/ is outside pytest.ini's testpaths); skips when no Chromium is found.
+test-browser: setup
+	$(BIN)/python -m pytest browser_tests -rs
+
 lint: setup
-	$(BIN)/ruff check minigpt tests notebooks solutions
+	$(BIN)/ruff check minigpt tests notebooks solutions browser_tests
 
 exercises: setup
 	$(BIN)/python -m minigpt.exercises

@@ -29,6 +29,30 @@ import torch.nn.functional as F
 WeightFn = Callable[..., torch.Tensor]
 
 
+def _widget_figure(figsize):
+    """A figure for a widget's Output area, built without pyplot.
+
+    JupyterLab can deliver widget messages on a second kernel thread, and matplotlib's inline backend
+    then draws and closes every open pyplot figure, including one this thread is still building
+    (seen as blank or half-drawn charts). A ``Figure`` made directly is invisible to pyplot.
+    """
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize)
+
+
+def _show_figure(fig) -> None:
+    """Display ``fig`` as a PNG image: works before pyplot's inline backend has registered its display
+    hook (a bare ``Figure`` would otherwise show as ``<Figure size ...>``)."""
+    import io
+
+    from IPython.display import Image, display
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    display(Image(data=buf.getvalue()))
+
+
 def attention_from_qk(q: torch.Tensor, k: torch.Tensor, causal: bool = True, scaled: bool = True) -> torch.Tensor:
     """softmax(q k^T / sqrt(d_k)) for q, k (..., T, d_k): the weights (..., T, T); rows sum to 1.
 
@@ -214,15 +238,13 @@ class AttentionExplorer:
         self._update()
 
     def _update(self):
-        import matplotlib.pyplot as plt
-        from IPython.display import display
 
         self.info.value = self.describe()
         with self.output:
             self.output.clear_output(wait=True)
-            fig = self.plot()
-            display(fig)
-            plt.close(fig)  # shown once, inside the widget; not again at the end of the cell
+            fig = _widget_figure(self.figsize)
+            self.plot(ax=fig.subplots())
+            _show_figure(fig)
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
@@ -347,16 +369,15 @@ class Sampler:
         ax.set_xticks(range(k), labels=labels)
         ax.set_ylim(0, 1)
         s = self.settings()
+        top_p = "off" if s["top_p"] is None else f"{s['top_p']:g}"
         ax.set_title(f"next token after the prompt: T={s['temperature']:g}, top-k={s['top_k'] or 'off'}, "
-                     f"top-p={s['top_p'] or 'off'} ({int((p > 0).sum())} tokens possible)")
+                     f"top-p={top_p} ({int((p > 0).sum())} tokens possible)")
         ax.set_xlabel(f"the {k} most likely next tokens")
         ax.set_ylabel("probability")
         fig.tight_layout()
         return fig
 
     def _update(self):
-        import matplotlib.pyplot as plt
-        from IPython.display import display
 
         p = self.probs
         if p is None:
@@ -369,10 +390,9 @@ class Sampler:
                                f"({p.max().item():.0%})")
         with self.chart:
             self.chart.clear_output(wait=True)
-            fig = self.plot()
-            if fig is not None:
-                display(fig)
-                plt.close(fig)
+            if p is not None:
+                fig = _widget_figure((8, 3))
+                _show_figure(self.plot(ax=fig.subplots()))
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
@@ -404,12 +424,17 @@ def _masked_heatmap(ax, w, tokens, title, query=None, labels=True):
 
 
 def plot_attention_grid(weights: torch.Tensor, tokens: Sequence[str], title: str = "every head of every layer",
-                        cell: float = 1.9):
-    """A grid of small heatmaps, one per (layer, head), for weights (n_layer, n_head, T, T)."""
+                        cell: float = 1.9, fig=None):
+    """A grid of small heatmaps, one per (layer, head), for weights (n_layer, n_head, T, T); drawn on
+    ``fig`` when given (its size is set), else on a new pyplot figure."""
     import matplotlib.pyplot as plt
 
     L, H = weights.shape[:2]
-    fig, axes = plt.subplots(L, H, figsize=(cell * H, cell * L), squeeze=False)
+    if fig is None:
+        fig = plt.figure(figsize=(cell * H, cell * L))
+    else:
+        fig.set_size_inches(cell * H, cell * L)
+    axes = fig.subplots(L, H, squeeze=False)
     for layer in range(L):
         for head in range(H):
             ax = axes[layer][head]
@@ -438,8 +463,8 @@ class GPTAttentionExplorer:
 
         self.model, self.tokenizer, self.figsize = model.eval(), tokenizer, figsize
         c = model.config
-        self.prompt = W.Text(value=prompt, description="prompt", continuous_update=False,
-                             layout=W.Layout(width="60%"))
+        self.prompt = W.Textarea(value=prompt, description="prompt", continuous_update=False, rows=2,
+                                 layout=W.Layout(width="60%"))  # a text area keeps newlines
         self.layer = W.IntSlider(value=0, min=0, max=c.n_layer - 1, description="layer")
         self.head = W.IntSlider(value=0, min=0, max=c.n_head - 1, description="head")
         self.query = W.IntSlider(value=0, min=0, max=0, description="query token")
@@ -510,15 +535,18 @@ class GPTAttentionExplorer:
         return '<div style="font-family: monospace; font-size: 15px; line-height: 1.8;">' + "".join(spans) + "</div>"
 
     # --- drawing ----------------------------------------------------------------------------------
-    def plot(self):
-        """The selected head's heatmap (query row outlined in red), or the grid of every head."""
+    def plot(self, fig=None):
+        """The selected head's heatmap (query row outlined in red), or the grid of every head; drawn
+        on ``fig`` when given, else on a new pyplot figure."""
         import matplotlib.pyplot as plt
 
         if self._weights is None:
             return None
         if self.grid.value:
-            return plot_attention_grid(self._weights, self.tokens)
-        fig, ax = plt.subplots(figsize=self.figsize)
+            return plot_attention_grid(self._weights, self.tokens, fig=fig)
+        if fig is None:
+            fig = plt.figure(figsize=self.figsize)
+        ax = fig.subplots()
         im = _masked_heatmap(ax, self.weights, self.tokens,
                              f"layer {self.layer.value}, head {self.head.value} (grey: future, masked)",
                              query=self.query.value)
@@ -536,8 +564,6 @@ class GPTAttentionExplorer:
         self._update()
 
     def _update(self):
-        import matplotlib.pyplot as plt
-        from IPython.display import display
 
         if self._weights is None:
             self.info.value = f"<b>cannot use this prompt:</b> {html.escape(self.error)}"
@@ -552,10 +578,8 @@ class GPTAttentionExplorer:
             self.text.value = self.text_html()
         with self.output:
             self.output.clear_output(wait=True)
-            fig = self.plot()
-            if fig is not None:
-                display(fig)
-                plt.close(fig)
+            if self._weights is not None:
+                _show_figure(self.plot(fig=_widget_figure(self.figsize)))
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)

@@ -97,9 +97,11 @@ def zero_head(fn):
     """``fn(y, head, n_head)``: a copy of y (B, T, C) whose channels of ``head`` are zero; y unchanged."""
     c = Check("zero_head")
     g = _rng()
-    for _ in range(3):
+    for case in range(3):
         n_head = int(torch.randint(2, 6, (1,), generator=g))
         hs = int(torch.randint(2, 5, (1,), generator=g))
+        if case == 0 and hs == n_head:  # where head size and head count differ, mixing them up shows
+            hs = n_head + 1
         C = n_head * hs
         head = int(torch.randint(0, n_head, (1,), generator=g))
         y = torch.randn(2, 3, C, generator=g)
