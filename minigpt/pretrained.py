@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .checkpoint import POINTER, Checkpoint, load_checkpoint, read_meta
 from .train import TrainConfig, get_preset, train
-from .utils import fast_mode, get_device, runs_dir
+from .utils import describe_differences, fast_mode, get_device, runs_dir
 
 __all__ = ["course_config", "default_preset", "inspect_run", "shakespeare_gpt", "TRAINING_TIME"]
 
@@ -54,13 +54,6 @@ def course_config(preset: str | None = None, fast: bool | None = None, device=No
     return dataclasses.replace(cfg, out_dir=str(folder))
 
 
-def _config_diff(saved: dict, cfg: TrainConfig) -> str:
-    want = cfg.to_dict()
-    diffs = [f"{k} {saved.get(k)!r} instead of {want[k]!r}" for k in want
-             if k not in _NOT_COMPARED and saved.get(k) != want[k]]
-    return ", ".join(diffs[:4]) + (f" and {len(diffs) - 4} more" if len(diffs) > 4 else "")
-
-
 def inspect_run(cfg: TrainConfig) -> tuple[str, str]:
     """What the run folder of ``cfg`` holds: ``("none", "")``, ``("done", "step N")``,
     ``("partial", "step N")`` (interrupted: can be resumed) or ``("unusable", why)``."""
@@ -71,7 +64,7 @@ def inspect_run(cfg: TrainConfig) -> tuple[str, str]:
         meta = read_meta(out)  # format, version and every file's SHA-256
     except (FileNotFoundError, ValueError) as e:
         return "unusable", str(e)
-    diff = _config_diff(meta.get("train_config") or {}, cfg)
+    diff = describe_differences(meta.get("train_config") or {}, cfg.to_dict(), skip=_NOT_COMPARED)
     if diff:
         return "unusable", f"it was trained with another config: {diff}"
     step = int(meta.get("step", 0))

@@ -499,8 +499,9 @@ def _train(cfg, device, progress, resume, text, rank, world) -> TrainResult:
     # ---- model, optimizer, precision
     mconf = cfg.model_config(tokenizer.vocab_size)
     if ckpt is not None and ckpt.model_config.to_dict() != mconf.to_dict():
-        saved, want = ckpt.model_config.to_dict(), mconf.to_dict()
-        diff = ", ".join(f"{k} {saved[k]!r} instead of {want[k]!r}" for k in want if saved.get(k) != want[k])
+        from .utils import describe_differences
+
+        diff = describe_differences(ckpt.model_config.to_dict(), mconf.to_dict())
         raise ValueError(f"the checkpoint in {cfg.out_dir} is for a different model ({diff}); "
                          "resume with the same preset and sizes, or use another --out")
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts them)

@@ -76,6 +76,12 @@ def os_error_message(e: OSError, doing: str = "use") -> str:
     return f"cannot {doing} {path}: {why}; {hint}"
 
 
+def describe_differences(have: dict, want: dict, skip=(), most: int = 4) -> str:
+    """``"n_embd 16 instead of 32, ..."`` for the keys of ``want`` whose values ``have`` does not match."""
+    diffs = [f"{k} {have.get(k)!r} instead of {want[k]!r}" for k in want if k not in skip and have.get(k) != want[k]]
+    return ", ".join(diffs[:most]) + (f" and {len(diffs) - most} more" if len(diffs) > most else "")
+
+
 def runs_dir() -> Path:
     """Where the course keeps its training runs: ``MINIGPT_RUNS_DIR`` if set, else ``runs/`` at the
     top of this checkout (the same folder whichever notebook asks), else ``./runs``."""

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import math
+import random
 
 import torch
+
+
+def fresh_generator() -> torch.Generator:
+    """A generator with a new seed on every call: a check's inputs cannot be known in advance."""
+    return torch.Generator().manual_seed(random.SystemRandom().randrange(2**31))
 
 
 class CheckFailed(AssertionError):

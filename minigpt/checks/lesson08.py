@@ -8,18 +8,13 @@ common shortcut gives a different answer from the right one, so a hard-coded ans
 from __future__ import annotations
 
 import math
-import random
 
 import torch
 import torch.nn.functional as F
 
-from ._core import Check
+from ._core import Check, fresh_generator
 
 __all__ = ["top_p_filter", "repetition_penalty", "cached_attention_step", "distinct_n", "best_temperature"]
-
-
-def _rng() -> torch.Generator:
-    return torch.Generator().manual_seed(random.SystemRandom().randrange(2**31))
 
 
 def _kept(logits: torch.Tensor) -> torch.Tensor:
@@ -43,7 +38,7 @@ def top_p_filter(fn):
     """``fn(logits, p)`` for logits (B, V): the smallest set of most likely tokens with mass >= p kept,
     every other logit set to -inf, the kept logits unchanged."""
     c = Check("top_p_filter")
-    g = _rng()
+    g = fresh_generator()
     cases = []
     for _ in range(4):
         B, V = int(torch.randint(1, 4, (1,), generator=g)), int(torch.randint(5, 40, (1,), generator=g))
@@ -85,7 +80,7 @@ def repetition_penalty(fn):
     from minigpt.generate import repetition_penalty as ref_penalty
 
     c = Check("repetition_penalty")
-    g = _rng()
+    g = fresh_generator()
     for _ in range(4):
         B, V, T = 2, int(torch.randint(6, 20, (1,), generator=g)), 6
         logits = torch.randn(B, V, generator=g) * 3
@@ -118,7 +113,7 @@ def cached_attention_step(fn):
     """``fn(q, k_new, v_new, k_cache, v_cache)``: one new token's attention output (B, nh, 1, hs),
     and the caches with its key and value appended: (y, k_cache, v_cache)."""
     c = Check("cached_attention_step")
-    g = _rng()
+    g = fresh_generator()
     for S in (int(torch.randint(2, 9, (1,), generator=g)), 0):
         B, nh, hs = 2, 3, 8
         q, k, v = (torch.randn(B, nh, S + 1, hs, generator=g) for _ in range(3))
@@ -159,7 +154,7 @@ def _ref_distinct(text: str, n: int) -> float:
 def distinct_n(fn):
     """``fn(text, n)``: the share of the text's character n-grams that are distinct (0 when it has none)."""
     c = Check("distinct_n")
-    g = _rng()
+    g = fresh_generator()
     alphabet = "ab c"
     texts = ["".join(alphabet[int(i)] for i in torch.randint(0, len(alphabet), (int(L),), generator=g))
              for L in torch.randint(8, 40, (3,), generator=g)]
@@ -191,7 +186,7 @@ def best_temperature(fn):
     """``fn(logits, targets, temperatures)``: the temperature of the list whose softmax(logits / T)
     gives ``targets`` the lowest mean negative log-likelihood."""
     c = Check("best_temperature")
-    g = _rng()
+    g = fresh_generator()
     for true_t in (0.5, 2.0, float(torch.empty(1).uniform_(0.7, 1.4, generator=g))):
         N, V = 3000, 12
         base = torch.randn(N, V, generator=g) * 2

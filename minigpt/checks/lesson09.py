@@ -8,18 +8,13 @@ random small models, so an answer that only fits one input cannot pass.
 from __future__ import annotations
 
 import math
-import random
 
 import torch
 import torch.nn.functional as F
 
-from ._core import Check
+from ._core import Check, fresh_generator
 
 __all__ = ["mean_attention_distance", "previous_token_score", "zero_head", "lens_logits", "head_importance"]
-
-
-def _rng() -> torch.Generator:
-    return torch.Generator().manual_seed(random.SystemRandom().randrange(2**31))
 
 
 def _causal_weights(g, *lead, T):
@@ -44,7 +39,7 @@ def _ref_distance(w):
 def mean_attention_distance(fn):
     """``fn(w)`` for causal weights w (..., T, T): the mean over every query row of sum_j w_ij (i - j)."""
     c = Check("mean_attention_distance")
-    g = _rng()
+    g = fresh_generator()
     T = int(torch.randint(5, 12, (1,), generator=g))
     cases = [(torch.eye(T), "one-hot rows on the diagonal (each token looks at itself)"),
              (torch.diag_embed(torch.ones(T - 1), offset=-1) + torch.diag_embed(torch.tensor([1.0] + [0.0] * (T - 1))),
@@ -71,7 +66,7 @@ def mean_attention_distance(fn):
 def previous_token_score(fn):
     """``fn(w)`` for causal weights w (..., T, T): the mean of w[i, i-1] over the queries i >= 1."""
     c = Check("previous_token_score")
-    g = _rng()
+    g = fresh_generator()
     T = int(torch.randint(5, 12, (1,), generator=g))
     back = torch.diag_embed(torch.ones(T - 1), offset=-1)
     back[0, 0] = 1.0
@@ -96,7 +91,7 @@ def previous_token_score(fn):
 def zero_head(fn):
     """``fn(y, head, n_head)``: a copy of y (B, T, C) whose channels of ``head`` are zero; y unchanged."""
     c = Check("zero_head")
-    g = _rng()
+    g = fresh_generator()
     for case in range(3):
         n_head = int(torch.randint(2, 6, (1,), generator=g))
         hs = int(torch.randint(2, 5, (1,), generator=g))
@@ -138,7 +133,7 @@ def _small_gpt(g):
 def lens_logits(fn):
     """``fn(model, x)``: logits (B, T, V) read from a residual stream x (B, T, C) through ln_f and lm_head."""
     c = Check("lens_logits")
-    g = _rng()
+    g = fresh_generator()
     for _ in range(2):
         model = _small_gpt(g)
         x = torch.randn(2, 5, model.config.n_embd, generator=g) * 3
@@ -173,7 +168,7 @@ def head_importance(fn):
     from minigpt.interpret import ablate_heads, nll
 
     c = Check("head_importance")
-    g = _rng()
+    g = fresh_generator()
     for _ in range(2):
         model = _small_gpt(g)
         V, L, H = model.config.vocab_size, model.config.n_layer, model.config.n_head
