@@ -66,17 +66,11 @@ def head_stats(model, x: torch.Tensor, batch_size: int = 64) -> dict[str, torch.
     return {"entropy": sums[0] / n_q, "distance": sums[1] / n_q, "prev_token": sums[2] / max(1, n_prev)}
 
 
-@torch.no_grad()
 def nll(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 64) -> float:
     """Mean negative log-likelihood (nats per token) of targets ``y`` given inputs ``x``."""
-    device = next(model.parameters()).device
-    total, count = 0.0, 0
-    for i in range(0, len(x), batch_size):
-        logits, _ = model(x[i:i + batch_size].to(device))
-        yb = y[i:i + batch_size].to(device)
-        total += F.cross_entropy(logits.flatten(0, 1).float(), yb.flatten(), reduction="sum").item()
-        count += yb.numel()
-    return total / count
+    from .names_gpt import evaluate_nll  # the same measure lesson 06 uses; it works on any token ids
+
+    return evaluate_nll(model, x, y, batch_size=batch_size)
 
 
 @torch.no_grad()
