@@ -11,6 +11,9 @@ import torch
 from .model import GPT, GPTConfig
 
 _TRANSPOSED = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+# GPTConfig.activation -> transformers' activation_function, and back ("gelu_new" is GPT-2's own name)
+HF_ACTIVATION = {"gelu_tanh": "gelu_new", "gelu": "gelu"}
+FROM_HF_ACTIVATION = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu"}
 
 
 def hf_config(config: GPTConfig):
@@ -24,7 +27,7 @@ def hf_config(config: GPTConfig):
         n_layer=config.n_layer,
         n_head=config.n_head,
         n_inner=4 * config.n_embd,
-        activation_function="gelu_new",  # the tanh approximation of GELU
+        activation_function=HF_ACTIVATION[config.activation],
         resid_pdrop=config.dropout,
         embd_pdrop=config.dropout,
         attn_pdrop=config.dropout,
@@ -61,13 +64,15 @@ def to_hf(model: GPT):
 def from_hf(hf_model, attn_impl: str = "sdpa") -> GPT:
     """A ``minigpt`` GPT with the weights of a ``GPT2LMHeadModel`` (e.g. real GPT-2 weights)."""
     c = hf_model.config
-    if c.activation_function not in ("gelu_new", "gelu_pytorch_tanh"):
-        raise ValueError(f"minigpt uses tanh-GELU; this model uses {c.activation_function!r}")
+    if c.activation_function not in FROM_HF_ACTIVATION:
+        raise ValueError(f"minigpt's MLP uses GELU (tanh or exact); this model's activation_function is "
+                         f"{c.activation_function!r}")
     n_inner = c.n_inner or 4 * c.n_embd
     if n_inner != 4 * c.n_embd:
         raise ValueError(f"minigpt's MLP is 4 x n_embd wide; this model's is {n_inner}")
     config = GPTConfig(block_size=c.n_positions, vocab_size=c.vocab_size, n_layer=c.n_layer,
-                       n_head=c.n_head, n_embd=c.n_embd, dropout=0.0, bias=True, attn_impl=attn_impl)
+                       n_head=c.n_head, n_embd=c.n_embd, dropout=0.0, bias=True, attn_impl=attn_impl,
+                       activation=FROM_HF_ACTIVATION[c.activation_function])
     model = GPT(config)
     theirs = hf_model.state_dict()
     with torch.no_grad():

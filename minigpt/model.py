@@ -20,6 +20,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+# GPTConfig.activation -> the ``approximate`` argument of ``F.gelu``
+ACTIVATIONS = {"gelu_tanh": "tanh", "gelu": "none"}
+
 
 @dataclass
 class GPTConfig:
@@ -33,6 +36,10 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True  # biases in Linear and LayerNorm layers, as GPT-2 has
     attn_impl: str = "sdpa"  # "sdpa" or "math"
+    # The MLP's GELU: "gelu_tanh" is GPT-2's tanh approximation (needed for GPT-2's weights, and what
+    # every checkpoint before this field was trained with); "gelu" is the exact erf form, which a model
+    # trained from scratch may use: it is cheaper on CPUs (see `python -m minigpt bench train`).
+    activation: str = "gelu_tanh"
 
     def __post_init__(self):
         for field in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
@@ -49,6 +56,9 @@ class GPTConfig:
             raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
         if self.attn_impl not in ("sdpa", "math"):
             raise ValueError(f"GPTConfig.attn_impl must be 'sdpa' or 'math', got {self.attn_impl!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"GPTConfig.activation must be one of {', '.join(map(repr, ACTIVATIONS))}, "
+                             f"got {self.activation!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -171,16 +181,17 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    """Position-wise feed-forward: C -> 4C -> GELU (tanh approximation, as GPT-2) -> C."""
+    """Position-wise feed-forward: C -> 4C -> GELU -> C (GELU's tanh approximation, as GPT-2, or exact)."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()
+        self.approximate = ACTIVATIONS[config.activation]
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate)))
 
 
 class Block(nn.Module):

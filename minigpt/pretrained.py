@@ -64,7 +64,12 @@ def inspect_run(cfg: TrainConfig) -> tuple[str, str]:
         meta = read_meta(out)  # format, version and every file's SHA-256
     except (FileNotFoundError, ValueError) as e:
         return "unusable", str(e)
-    diff = describe_differences(meta.get("train_config") or {}, cfg.to_dict(), skip=_NOT_COMPARED)
+    saved = meta.get("train_config") or {}
+    try:  # fields added since the run was saved take their defaults, as when the run is loaded
+        saved = TrainConfig.from_dict(saved).to_dict()
+    except (TypeError, ValueError):
+        pass  # an unknown or bad field: the comparison below names what differs
+    diff = describe_differences(saved, cfg.to_dict(), skip=_NOT_COMPARED)
     if diff:
         return "unusable", f"it was trained with another config: {diff}"
     step = int(meta.get("step", 0))

@@ -52,6 +52,7 @@ class TrainConfig:
     block_size: int = 64  # context length (tokens)
     dropout: float = 0.0
     bias: bool = True
+    activation: str = "gelu_tanh"  # the MLP's GELU: "gelu_tanh" (GPT-2's) or "gelu" (exact; cheaper on CPU)
     # data and batch
     dataset: str = "tinyshakespeare"
     batch_size: int = 12  # sequences per micro-batch, per process
@@ -103,7 +104,8 @@ class TrainConfig:
     def model_config(self, vocab_size: int) -> GPTConfig:
         """The :class:`GPTConfig` for a vocabulary of ``vocab_size`` tokens."""
         return GPTConfig(block_size=self.block_size, vocab_size=vocab_size, n_layer=self.n_layer,
-                         n_head=self.n_head, n_embd=self.n_embd, dropout=self.dropout, bias=self.bias)
+                         n_head=self.n_head, n_embd=self.n_embd, dropout=self.dropout, bias=self.bias,
+                         activation=self.activation)
 
     @property
     def decay_iters(self) -> int:
@@ -790,7 +792,9 @@ def add_cli(sub) -> None:
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--eval-interval", type=int)
     p.add_argument("--eval-tokens", type=int, help="validation tokens per evaluation (default: all)")
-    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"],
+                   help="auto: bf16 on GPUs; on a CPU bf16 only where a short probe finds it faster")
+    p.add_argument("--activation", choices=["gelu_tanh", "gelu"], help="the MLP's GELU (gelu_tanh: GPT-2's)")
     p.add_argument("--seed", type=int)
     p.add_argument("--quiet", action="store_true", help="no progress bar or samples")
     p.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
@@ -810,6 +814,7 @@ def config_from_args(args) -> TrainConfig:
     overrides = {"max_iters": args.max_iters, "compile": args.compile, "batch_size": args.batch_size,
                  "grad_accum_steps": args.grad_accum, "block_size": args.block_size, "learning_rate": args.lr,
                  "eval_interval": args.eval_interval, "eval_tokens": args.eval_tokens, "dtype": args.dtype,
+                 "activation": args.activation,
                  "seed": args.seed}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.out is not None:

@@ -149,3 +149,22 @@ def test_config_round_trips_through_a_dict():
     assert GPTConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown fields"):
         GPTConfig.from_dict({**cfg.to_dict(), "n_embed": 3})
+
+
+def test_the_activation_is_part_of_the_config_and_changes_the_model():
+    """Exact and tanh GELU differ slightly; an unknown activation is refused by name."""
+    torch.manual_seed(0)
+    tanh = GPT(GPTConfig(block_size=8, vocab_size=20, n_layer=1, n_head=2, n_embd=16)).eval()
+    exact = GPT(GPTConfig(block_size=8, vocab_size=20, n_layer=1, n_head=2, n_embd=16, activation="gelu")).eval()
+    exact.load_state_dict(tanh.state_dict())
+    for p in tanh.transformer.h[0].mlp.c_fc.parameters():  # make pre-activations large enough to matter
+        p.data.mul_(50)
+    exact.load_state_dict(tanh.state_dict())
+    idx = torch.randint(0, 20, (2, 8))
+    with torch.no_grad():
+        a, b = tanh(idx)[0], exact(idx)[0]
+    assert not torch.allclose(a, b, atol=1e-6) and torch.allclose(a, b, atol=1e-1)
+    assert GPTConfig().activation == "gelu_tanh"  # GPT-2's, and what older checkpoints were trained with
+    assert GPTConfig.from_dict({k: v for k, v in GPTConfig().to_dict().items() if k != "activation"}).activation == "gelu_tanh"
+    with pytest.raises(ValueError, match="activation"):
+        GPTConfig(activation="relu")
