@@ -13,7 +13,7 @@ import sys
 
 from .utils import os_error_message
 
-COMMAND_MODULES = ["data", "ngram", "bpe", "train", "generate", "bench", "gpu"]
+COMMAND_MODULES = ["data", "ngram", "bpe", "train", "generate", "chat", "bench", "gpu", "doctor", "progress", "exercises", "hf"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,7 @@
 
     python -m minigpt.exercises          # regenerate every exercise notebook
     python -m minigpt.exercises --check  # exit 1 when an exercise notebook is out of date
+    python -m minigpt exercises reset 05 # a learner's clean start on lesson 05 (their copy kept)
 
 In code cells, the lines between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` become
 ``# YOUR CODE HERE`` and ``raise NotImplementedError()`` (nbgrader's convention), indented like the
@@ -11,12 +12,17 @@ marker. In Markdown cells they become "*Your answer here.*". Outputs are cleared
 from __future__ import annotations
 
 import argparse
+import datetime
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+PLACEHOLDER_COMMENT, PLACEHOLDER_RAISE = "# YOUR CODE HERE", "raise NotImplementedError()"
+PLACEHOLDER_ANSWER = "*Your answer here.*"
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -31,9 +37,9 @@ def strip_solution(source: str, cell_type: str) -> str:
             inside = True
             indent = line[: len(line) - len(line.lstrip())]
             if cell_type == "code":
-                out += [f"{indent}# YOUR CODE HERE", f"{indent}raise NotImplementedError()"]
+                out += [f"{indent}{PLACEHOLDER_COMMENT}", f"{indent}{PLACEHOLDER_RAISE}"]
             else:
-                out.append(f"{indent}*Your answer here.*")
+                out.append(f"{indent}{PLACEHOLDER_ANSWER}")
         elif stripped.startswith(END):
             if not inside:
                 raise ValueError(f"{END!r} without {BEGIN!r} in cell:\n{source}")
@@ -84,6 +90,94 @@ def stale(root: Path = ROOT) -> list[str]:
         if path not in expected:
             problems.append(f"{path.relative_to(root)} has no solutions/{path.name}")
     return problems
+
+
+def solutions_notebook(lesson: str, root: Path = ROOT) -> Path:
+    """``solutions/NN_slug.ipynb`` for lesson ``NN`` (``"5"``, ``"05"`` or ``"05_self_attention"``)."""
+    key = str(lesson).strip().removesuffix(".ipynb")
+    number = key.split("_", 1)[0]
+    found = sorted((root / "solutions").glob(f"{number.zfill(2)}_*.ipynb")) if number.isdigit() else []
+    if len(found) != 1:
+        known = ", ".join(p.name.split("_", 1)[0] for p in sorted((root / "solutions").glob("*.ipynb")))
+        raise ValueError(f"no lesson {lesson!r} with exercises; lessons with exercises: {known or 'none'}")
+    return found[0]
+
+
+def _backup_path(target: Path, now: datetime.datetime) -> Path:
+    """``backups/NN_slug.YYYY-MM-DD_HHMMSS.ipynb`` beside ``target``, numbered when that name is taken."""
+    folder = target.parent / "backups"
+    stem = f"{target.stem}.{now:%Y-%m-%d_%H%M%S}"
+    candidate, n = folder / f"{stem}.ipynb", 1
+    while candidate.exists():
+        n += 1
+        candidate = folder / f"{stem}-{n}.ipynb"
+    return candidate
+
+
+def reset(lesson: str, exercises_dir: Path | None = None, root: Path = ROOT,
+          now: datetime.datetime | None = None) -> tuple[Path, Path | None]:
+    """Restore a clean exercise notebook for ``lesson``, regenerated from ``solutions/``.
+
+    The learner's copy, when there is one and it differs from the clean one, is first copied to
+    ``exercises/backups/NN_slug.DATE_TIME.ipynb`` (an existing backup is never overwritten). When
+    the backup cannot be written, nothing is changed. Returns the notebook's path and the backup's
+    (None when no backup was needed).
+    """
+    sol = solutions_notebook(lesson, root)
+    clean = render(make_exercise(nbformat.read(sol, as_version=4)))
+    target = (Path(exercises_dir) if exercises_dir is not None else root / "exercises") / sol.name
+    backup = None
+    if target.is_dir():
+        raise ValueError(f"{target} is a folder, not a notebook; move it away and try again")
+    if target.exists():
+        try:
+            mine = target.read_bytes()
+        except OSError as e:
+            raise ValueError(f"cannot read your notebook {target} ({e.strerror or type(e).__name__}), so it "
+                             "cannot be backed up; nothing was changed") from None
+        if mine == clean.encode("utf-8"):
+            return target, None
+        backup = _backup_path(target, now or datetime.datetime.now())
+        try:
+            backup.parent.mkdir(parents=True, exist_ok=True)
+            with open(backup, "xb") as f:  # "x": fails rather than overwrite a backup
+                f.write(mine)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise ValueError(f"cannot write the backup {backup} ({e.strerror or type(e).__name__}); your "
+                             f"notebook {target} was not changed. Make {backup.parent} writable, or copy "
+                             "your notebook somewhere safe by hand") from None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(clean)
+        os.replace(tmp, target)  # atomic: the old notebook or the new one, never half of each
+    except OSError as e:
+        kept = f"; your work is in {backup}" if backup else ""
+        raise ValueError(f"cannot write {target} ({e.strerror or type(e).__name__}){kept}") from None
+    return target, backup
+
+
+def _cli_reset(args) -> int:
+    target, backup = reset(args.lesson, args.dir)
+    if backup is None:
+        print(f"{target} is a clean exercise notebook (it was missing or had no changes: nothing to back up)")
+    else:
+        print(f"{target}: clean exercise notebook written; your previous copy is in {backup}")
+    return 0
+
+
+def add_cli(sub) -> None:
+    """``python -m minigpt exercises reset NN``."""
+    p = sub.add_parser("exercises", help="exercise notebooks: reset one to a clean copy")
+    ex = p.add_subparsers(dest="exercises_command", metavar="ACTION", required=True)
+    r = ex.add_parser("reset", help="restore a clean exercise notebook; your copy is kept as a dated backup")
+    r.add_argument("lesson", help="the lesson number, e.g. 05")
+    r.add_argument("--dir", type=Path, default=None,
+                   help="the folder that holds your exercise notebooks (default: exercises/ of this checkout)")
+    r.set_defaults(func=_cli_reset)
 
 
 def main(argv=None) -> int:

@@ -1,11 +1,44 @@
-"""The machinery behind the check cells: count passed checks, fail with a hint."""
+"""The machinery behind the check cells: count passed checks, fail with a hint.
+
+Every check ends in one line that a learner reads and a program can parse (``python -m minigpt
+progress`` does, from a notebook's saved outputs):
+
+- a pass is printed on stdout as ``✓ NAME: all N checks passed``;
+- a failure raises :class:`CheckFailed`, whose message is ``✗ NAME: HINT`` (in a notebook: the
+  error's name is ``CheckFailed`` and its value is that line); the exception also carries
+  ``.check`` (NAME) and ``.hint`` (HINT).
+
+NAME is the check's name (``bigram_counts``, the function called in the check cell). The grammar
+is :data:`PASS_LINE` and :data:`FAIL_LINE`; :func:`parse_passes` and :func:`parse_failure` read it.
+"""
 
 from __future__ import annotations
 
 import math
 import random
+import re
 
 import torch
+
+PASS_MARK, FAIL_MARK = "✓", "✗"
+PASS_LINE = re.compile(r"^✓ (?P<check>[A-Za-z_][\w.]*): all (?P<count>\d+) checks passed[ \t]*$", re.MULTILINE)
+FAIL_LINE = re.compile(r"^✗ (?P<check>[A-Za-z_][\w.]*): (?P<hint>.*)$", re.DOTALL)
+
+
+def pass_line(name: str, count: int) -> str:
+    """The line a passed check prints, e.g. ``✓ add_k_probs: all 21 checks passed``."""
+    return f"{PASS_MARK} {name}: all {count} checks passed"
+
+
+def parse_passes(text: str) -> dict[str, int]:
+    """The checks that passed in ``text`` (a cell's stdout): ``{name: number of checks}``."""
+    return {m["check"]: int(m["count"]) for m in PASS_LINE.finditer(text)}
+
+
+def parse_failure(message: str) -> tuple[str, str] | None:
+    """``(name, hint)`` from a :class:`CheckFailed` message ``✗ NAME: HINT``, or None for other text."""
+    m = FAIL_LINE.match(message.strip())
+    return (m["check"], " ".join(m["hint"].split())) if m else None
 
 
 def fresh_generator() -> torch.Generator:
@@ -14,7 +47,16 @@ def fresh_generator() -> torch.Generator:
 
 
 class CheckFailed(AssertionError):
-    """An exercise answer did not pass; the message says what to look at."""
+    """An exercise answer did not pass; the message (``✗ NAME: HINT``) says what to look at.
+
+    ``check`` and ``hint`` hold NAME and HINT; raised with a message alone, they are parsed from it.
+    """
+
+    def __init__(self, message: str = "", check: str | None = None, hint: str | None = None):
+        super().__init__(message)
+        parsed = parse_failure(message) if isinstance(message, str) else None
+        self.check = check if check is not None else (parsed[0] if parsed else None)
+        self.hint = hint if hint is not None else (parsed[1] if parsed else message)
 
 
 class Check:
@@ -31,7 +73,7 @@ class Check:
         self.count = 0
 
     def fail(self, hint: str):
-        raise CheckFailed(f"✗ {self.name}: {hint}")
+        raise CheckFailed(f"{FAIL_MARK} {self.name}: {hint}", check=self.name, hint=hint)
 
     def that(self, condition: bool, hint: str):
         """One check: fails with ``hint`` when ``condition`` is false."""
@@ -83,4 +125,4 @@ class Check:
 
     def done(self):
         """Print the one-line pass."""
-        print(f"✓ {self.name}: all {self.count} checks passed")
+        print(pass_line(self.name, self.count))
