@@ -2,7 +2,8 @@
 in the same run, on the same device.
 
 - ``python -m minigpt bench train``: tokens/s and MFU of training steps (forward, cross-entropy,
-  backward, AdamW update).
+  backward, AdamW update), for minigpt with tanh and exact GELU and for ``GPT2LMHeadModel``, in
+  fp32 and bf16 autocast on a CPU (the choice ``TrainConfig.dtype="auto"`` makes there).
 - ``python -m minigpt bench generate``: tokens/s of greedy generation at the baby-GPT size:
   minigpt recomputing the whole context, minigpt with its KV cache, and ``generate()`` of
   transformers with its own cache.
@@ -25,13 +26,14 @@ from .train import estimate_mfu, peak_flops
 
 # (name, model sizes, batch size on CPU, batch size on GPU)
 CONFIGS = [
-    ("small", dict(n_layer=4, n_head=4, n_embd=128, block_size=64), 12, 64),
+    ("small", dict(n_layer=4, n_head=4, n_embd=128, block_size=64), 32, 64),  # lesson 07's CPU recipe
+    ("wide", dict(n_layer=4, n_head=4, n_embd=256, block_size=128), 16, 64),
     ("baby-gpt", dict(n_layer=6, n_head=6, n_embd=384, block_size=256), 4, 64),
 ]
 
 
 def _ours_step(model, opt, x, y, autocast):
-    with autocast:
+    with autocast():
         _, loss = model(x, y)
     loss.backward()
     opt.step()
@@ -42,7 +44,7 @@ def _ours_step(model, opt, x, y, autocast):
 def _hf_step(model, opt, x, y, autocast):
     # GPT2LMHeadModel computes the same next-token cross-entropy from logits; labels -> loss would
     # shift inside and drop a position, so the loss is computed here exactly as minigpt does.
-    with autocast:
+    with autocast():
         logits = model(input_ids=x).logits
     loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)).float(), y.reshape(-1))
     loss.backward()
@@ -51,11 +53,20 @@ def _hf_step(model, opt, x, y, autocast):
     return loss
 
 
-def bench_train(device=None, configs=None, rounds: int = 5, steps_per_round: int = 3, warmup: int = 2,
-                progress: bool = True) -> list[dict]:
-    """Tokens/s and MFU of a training step for minigpt and GPT2LMHeadModel at each size.
+def _precisions(device) -> list[torch.dtype]:
+    """On a CPU both fp32 and bf16 autocast (the choice ``dtype="auto"`` makes); on a GPU its autocast dtype."""
+    if device.type == "cuda":
+        return [torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16]
+    return [torch.float32, torch.bfloat16] if device.type == "cpu" else [torch.float32]
 
-    Returns one dict per (size, model): config, model, batch_size, block_size, params,
+
+def bench_train(device=None, configs=None, rounds: int = 5, steps_per_round: int = 3, warmup: int = 2,
+                progress: bool = True, activations=("gelu_tanh", "gelu")) -> list[dict]:
+    """Tokens/s and MFU of a training step at each size: minigpt with each activation and
+    ``GPT2LMHeadModel`` (tanh GELU), in each precision (CPU: fp32 and bf16 autocast), same weights.
+
+    All contenders of a size are timed in alternating rounds; returns one dict per (size, model,
+    activation, precision): config, model, activation, dtype, batch_size, block_size, params,
     tokens_per_s, mfu, seconds_per_step.
     """
     from .hf import to_hf
@@ -63,62 +74,67 @@ def bench_train(device=None, configs=None, rounds: int = 5, steps_per_round: int
 
     device = get_device(device)
     rows = []
-    dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if device.type == "cuda" \
-        else torch.float32
-    autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
+    fused = {"fused": True} if device.type == "cuda" else {}
     for name, sizes, cpu_batch, gpu_batch in (configs or CONFIGS):
         batch = gpu_batch if device.type == "cuda" else cpu_batch
         torch.manual_seed(0)
-        cfg = GPTConfig(vocab_size=65, dropout=0.0, **sizes)
-        ours = GPT(cfg)
-        hf = to_hf(ours)
-        ours.to(device).train()
-        hf.to(device).train()
-        fused = {"fused": True} if device.type == "cuda" else {}
-        models = {
-            "minigpt": (ours, torch.optim.AdamW(ours.parameters(), lr=1e-4, **fused), _ours_step),
-            "transformers": (hf, torch.optim.AdamW(hf.parameters(), lr=1e-4, **fused), _hf_step),
-        }
+        base = GPT(GPTConfig(vocab_size=65, dropout=0.0, **sizes))
+        contenders = {}  # (model, activation, dtype) -> (module, optimizer, step function)
+        for dtype in _precisions(device):
+            for act in activations:
+                m = GPT(GPTConfig(vocab_size=65, dropout=0.0, activation=act, **sizes))
+                m.load_state_dict(base.state_dict())
+                m.to(device).train()
+                contenders[("minigpt", act, dtype)] = (m, torch.optim.AdamW(m.parameters(), lr=1e-4, **fused), _ours_step)
+            hf = to_hf(base).to(device).train()
+            contenders[("transformers", "gelu_tanh", dtype)] = (
+                hf, torch.optim.AdamW(hf.parameters(), lr=1e-4, **fused), _hf_step)
         g = torch.Generator().manual_seed(0)
-        x = torch.randint(0, cfg.vocab_size, (batch, cfg.block_size), generator=g).to(device)
-        y = torch.randint(0, cfg.vocab_size, (batch, cfg.block_size), generator=g).to(device)
-        times = {k: [] for k in models}
-        for m, opt, step in models.values():
+        x = torch.randint(0, 65, (batch, sizes["block_size"]), generator=g).to(device)
+        y = torch.randint(0, 65, (batch, sizes["block_size"]), generator=g).to(device)
+
+        def autocast_for(dtype):
+            if dtype == torch.float32:
+                return contextlib.nullcontext
+            return lambda: torch.autocast(device.type, dtype=dtype)
+
+        times = {k: [] for k in contenders}
+        for (_, _, dtype), (m, opt, step) in contenders.items():
             for _ in range(warmup):
-                step(m, opt, x, y, autocast)
+                step(m, opt, x, y, autocast_for(dtype))
         for _ in range(rounds):
-            for key, (m, opt, step) in models.items():
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
+            for key, (m, opt, step) in contenders.items():
+                _sync(device)
                 t0 = time.perf_counter()
                 for _ in range(steps_per_round):
-                    step(m, opt, x, y, autocast)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
+                    step(m, opt, x, y, autocast_for(key[2]))
+                _sync(device)
                 times[key].append((time.perf_counter() - t0) / steps_per_round)
-        n_params = ours.num_params()
-        for key in models:
+        n_params = base.num_params()
+        cfg = base.config
+        for key in contenders:
+            model_name, act, dtype = key
             sec = statistics.median(times[key])
             tps = batch * cfg.block_size / sec
-            row = {"config": name, "model": key, "batch_size": batch, "block_size": cfg.block_size,
-                   "params": n_params, "tokens_per_s": tps, "mfu": estimate_mfu(n_params, cfg, tps, device),
-                   "seconds_per_step": sec}
+            row = {"config": name, "model": model_name, "activation": act, "dtype": str(dtype).removeprefix("torch."),
+                   "batch_size": batch, "block_size": cfg.block_size, "params": n_params, "tokens_per_s": tps,
+                   "mfu": estimate_mfu(n_params, cfg, tps, device), "seconds_per_step": sec}
             rows.append(row)
             if progress:
-                print(f"{name:<9} {key:<13} {n_params / 1e6:6.2f}M params  batch {batch:>3} x {cfg.block_size:<4}"
-                      f"{tps:>12,.0f} tokens/s   MFU {100 * row['mfu']:5.2f}%   {1000 * sec:8.1f} ms/step",
+                print(f"{name:<9} {model_name:<13} {act:<9} {row['dtype']:<8} {n_params / 1e6:6.2f}M params  "
+                      f"batch {batch:>3} x {cfg.block_size:<4}{tps:>10,.0f} tokens/s   MFU {100 * row['mfu']:5.2f}%",
                       flush=True)
-        del models, ours, hf
+        del contenders, base
     return rows
-
-
-# The generation benchmark's setting: nanoGPT's baby GPT, one sequence, a 16-token prompt, 240 new tokens.
-GENERATE_SIZES = dict(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=65)
 
 
 def _sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+# The generation benchmark's setting: nanoGPT's baby GPT, one sequence, a 16-token prompt, 240 new tokens.
+GENERATE_SIZES = dict(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=65)
 
 
 def bench_generate(device=None, sizes: dict | None = None, prompt_len: int = 16, new_tokens: int = 240,
@@ -207,15 +223,44 @@ def _cli_bench(args) -> int:
     device = get_device(args.device)
     if args.what == "generate":
         return _cli_bench_generate(args, device)
+    extra = ""
+    if device.type == "cpu":
+        from .precision import cpu_bf16_support
+
+        ok, what = cpu_bf16_support()
+        extra = f"; bf16 instructions: {what if ok else 'none (' + what + '), bf16 is emulated'}"
     print(f"training-step benchmark on {describe_device(device)}, torch {torch.__version__}; "
-          f"peak {peak_flops(device) / 1e12:.2f} TFLOP/s for MFU")
+          f"peak {peak_flops(device) / 1e12:.2f} TFLOP/s for MFU{extra}; median of {args.rounds} alternating rounds")
     rows = bench_train(device, rounds=args.rounds)
-    for name in dict.fromkeys(r["config"] for r in rows):
-        a, b = (next(r for r in rows if r["config"] == name and r["model"] == m) for m in ("minigpt", "transformers"))
-        print(f"{name}: minigpt / transformers = {a['tokens_per_s'] / b['tokens_per_s']:.2f}x")
+    print(summarize_train(rows))
     if args.json:
         print(json.dumps({"device": str(device), "torch": torch.__version__, "results": rows}))
     return 0
+
+
+def summarize_train(rows: list[dict]) -> str:
+    """Per size: minigpt vs transformers (same activation and precision), bf16 vs fp32, exact vs tanh GELU."""
+    def tps(config, model, act, dtype):
+        return next((r["tokens_per_s"] for r in rows if (r["config"], r["model"], r["activation"], r["dtype"])
+                     == (config, model, act, dtype)), None)
+
+    lines = []
+    for name in dict.fromkeys(r["config"] for r in rows):
+        dtypes = list(dict.fromkeys(r["dtype"] for r in rows if r["config"] == name))
+        parts = []
+        for d in dtypes:
+            ours, theirs = tps(name, "minigpt", "gelu_tanh", d), tps(name, "transformers", "gelu_tanh", d)
+            if ours and theirs:
+                parts.append(f"minigpt/transformers {ours / theirs:.2f}x ({d})")
+        if "float32" in dtypes and "bfloat16" in dtypes:
+            a, b = tps(name, "minigpt", "gelu_tanh", "bfloat16"), tps(name, "minigpt", "gelu_tanh", "float32")
+            if a and b:
+                parts.append(f"bf16/fp32 {a / b:.2f}x")
+        exact, tanh = tps(name, "minigpt", "gelu", dtypes[0]), tps(name, "minigpt", "gelu_tanh", dtypes[0])
+        if exact and tanh:
+            parts.append(f"exact/tanh GELU {exact / tanh:.2f}x ({dtypes[0]})")
+        lines.append(f"{name}: " + ", ".join(parts))
+    return "\n".join(lines)
 
 
 def _cli_bench_generate(args, device) -> int:

@@ -75,11 +75,15 @@ def test_gpu_check_without_cuda_says_so(monkeypatch, capsys):
     assert "no CUDA GPU here" in capsys.readouterr().err
 
 
-def test_bench_train_times_both_models_the_same_way():
-    from minigpt.bench import bench_train
+def test_bench_train_times_every_variant_the_same_way():
+    from minigpt.bench import bench_train, summarize_train
 
     rows = bench_train("cpu", configs=[("t", dict(n_layer=1, n_head=2, n_embd=16, block_size=8), 2, 2)],
                        rounds=1, steps_per_round=1, warmup=1, progress=False)
-    assert [r["model"] for r in rows] == ["minigpt", "transformers"]
-    assert rows[0]["params"] == rows[1]["params"]
+    got = [(r["model"], r["activation"], r["dtype"]) for r in rows]
+    assert got == [(m, a, d) for d in ("float32", "bfloat16")
+                   for m, a in (("minigpt", "gelu_tanh"), ("minigpt", "gelu"), ("transformers", "gelu_tanh"))]
+    assert len({r["params"] for r in rows}) == 1
     assert all(r["tokens_per_s"] > 0 and 0 < r["mfu"] < 1 and r["batch_size"] == 2 for r in rows)
+    summary = summarize_train(rows)
+    assert "minigpt/transformers" in summary and "bf16/fp32" in summary and "exact/tanh GELU" in summary

@@ -1,0 +1,133 @@
+"""Which precision a training run uses: ``TrainConfig.dtype = "auto"`` decides, and says why.
+
+- CUDA: bf16 autocast where the GPU supports it, else fp16 (with loss scaling).
+- Apple MPS: fp32.
+- CPU: bf16 autocast only where it is faster for *this* model on *this* machine. bf16 halves the
+  bytes each matrix multiply reads and, on CPUs with bf16 matrix units (Intel AMX, AVX512-BF16),
+  doubles or more the arithmetic rate; but autocast also converts weights and activations at every
+  step, which a small model does not earn back. Measured (median of alternating rounds, one process):
+
+  ======================  ==================  =======================
+  model (layers/width)    Xeon with AMX       AMD EPYC, AVX512-BF16
+  ======================  ==================  =======================
+  4/128, T64, B32         0.80x               1.05x
+  4/256, T128, B16        1.41x               1.3x
+  6/384, T256, B4         1.67x               1.6x
+  ======================  ==================  =======================
+
+  So: no bf16 instructions -> fp32; a model at most 128 wide -> fp32 without probing (too small to
+  gain); otherwise a probe of a few seconds times forward+backward of the run's own model and batch
+  in both precisions and picks bf16 when it is at least 10% faster (bf16 rounds, so it must pay).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+SMALL_WIDTH = 128  # at or below this n_embd bf16 autocast does not pay on a CPU (table above)
+MIN_SPEEDUP = 1.10  # bf16 must be this much faster than fp32 to be chosen
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_support() -> tuple[bool, str]:
+    """``(True, "AMX-BF16")``-like: whether this CPU has bf16 instructions, and which."""
+    system, machine = platform.system(), platform.machine().lower()
+    if system == "Linux":
+        try:
+            return bf16_from_cpuinfo(Path("/proc/cpuinfo").read_text(errors="replace"))
+        except OSError:
+            return False, "unknown (no /proc/cpuinfo)"
+    if system == "Darwin" and machine in ("arm64", "aarch64"):
+        try:
+            out = subprocess.run(["sysctl", "-n", "hw.optional.arm.FEAT_BF16"], capture_output=True, text=True,
+                                 timeout=5).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        return (out == "1"), ("Arm BF16" if out == "1" else "no Arm BF16")
+    return False, f"bf16 support unknown on {system} {machine}"
+
+
+def bf16_from_cpuinfo(cpuinfo: str) -> tuple[bool, str]:
+    """Read bf16 support from the text of Linux's ``/proc/cpuinfo`` (x86 ``flags``, Arm ``Features``)."""
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags.update(line.split(":", 1)[1].split())
+    if "amx_bf16" in flags:
+        return True, "AMX-BF16"
+    if "avx512_bf16" in flags:
+        return True, "AVX512-BF16"
+    if "bf16" in flags:  # Arm (FEAT_BF16)
+        return True, "Arm BF16"
+    return False, "no AVX512-BF16, AMX or Arm BF16"
+
+
+def probe_bf16_speedup(model: torch.nn.Module, batch_size: int, block_size: int, rounds: int = 5,
+                       steps: int = 2) -> float:
+    """fp32 time / bf16 time of forward + backward of a copy of ``model`` on a random batch (CPU).
+
+    Alternating rounds, median: a machine busy with something else slows both alike. The model,
+    its gradients and every random number generator are left as they were.
+    """
+    probe = copy.deepcopy(model).cpu().train()
+    vocab = probe.config.vocab_size
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        x = torch.randint(0, vocab, (batch_size, block_size))
+        y = torch.randint(0, vocab, (batch_size, block_size))
+        contexts = {"fp32": contextlib.nullcontext, "bf16": lambda: torch.autocast("cpu", dtype=torch.bfloat16)}
+        times = {k: [] for k in contexts}
+
+        def run(key):
+            for _ in range(steps):
+                with contexts[key]():
+                    _, loss = probe(x, y)
+                loss.backward()
+                probe.zero_grad(set_to_none=True)
+
+        for key in contexts:  # warm-up: first calls pay for allocation and kernel selection
+            run(key)
+        for _ in range(rounds):
+            for key in contexts:
+                t0 = time.perf_counter()
+                run(key)
+                times[key].append(time.perf_counter() - t0)
+    return statistics.median(times["fp32"]) / statistics.median(times["bf16"])
+
+
+def choose_dtype(requested: str, device: torch.device, model=None, batch_size: int = 1,
+                 block_size: int | None = None) -> tuple[torch.dtype, str]:
+    """The dtype for a run and one line saying why. ``requested`` is ``TrainConfig.dtype``."""
+    if requested != "auto":
+        dtype = getattr(torch, requested)
+        if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+            raise ValueError("dtype bfloat16 was asked for, but this GPU does not support it; use float16")
+        return dtype, f"{requested}: asked for"
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16, "bfloat16: this GPU supports it"
+        return torch.float16, "float16 with loss scaling: this GPU has no bf16"
+    if device.type != "cpu":
+        return torch.float32, f"float32: the default on {device.type}"
+    ok, what = cpu_bf16_support()
+    if not ok:
+        return torch.float32, f"float32: this CPU has no bf16 instructions ({what})"
+    if model is None:
+        return torch.float32, "float32: no model to probe"
+    width = model.config.n_embd
+    if width <= SMALL_WIDTH:
+        return torch.float32, (f"float32: a {width}-wide model is too small for bf16 to pay on a CPU "
+                               f"(measured crossover above {SMALL_WIDTH})")
+    speedup = probe_bf16_speedup(model, batch_size, block_size or model.config.block_size)
+    if speedup >= MIN_SPEEDUP:
+        return torch.bfloat16, f"bfloat16: {speedup:.2f}x faster than float32 in a short probe ({what})"
+    return torch.float32, f"float32: bf16 was {speedup:.2f}x as fast in a short probe (needs {MIN_SPEEDUP:.2f}x)"
