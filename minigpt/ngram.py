@@ -332,25 +332,23 @@ def words_of(line: str) -> list[str]:
 
 
 def shakespeare_sequences(level: str = "word", text: str | None = None) -> dict[str, list]:
-    """Tiny Shakespeare as sequences, one per non-empty line: ``{"train", "dev", "test"}``.
+    """Tiny Shakespeare as sequences, one per non-empty line: ``{"train", "val"}``.
 
-    ``train`` is the course's train split (first 90%); its val split is cut in half into ``dev``
-    and ``test``. ``level="word"`` gives lists of words, ``"char"`` gives strings.
+    The course's two Shakespeare splits (``minigpt.data.shakespeare_split``): the first 90% is
+    ``train``, the last 10% ``val``. ``level="word"`` gives lists of words, ``"char"`` gives strings.
     """
     if level not in ("word", "char"):
         raise ValueError(f"level must be 'word' or 'char', got {level!r}")
     from .data import shakespeare_split
 
     split = shakespeare_split(text)
-    val_lines = split["val"].splitlines()
-    half = len(val_lines) // 2
-    parts = {"train": split["train"].splitlines(), "dev": val_lines[:half], "test": val_lines[half:]}
     conv = words_of if level == "word" else (lambda line: line)
-    return {k: [conv(x) for x in lines if x.strip()] for k, lines in parts.items()}
+    return {k: [conv(x) for x in part.splitlines() if x.strip()] for k, part in split.items()}
 
 
 def load_sequences(data: str, level: str = "char") -> dict[str, list]:
-    """Train/dev/test sequences of ``names`` (characters) or ``tinyshakespeare`` (``level`` word|char)."""
+    """The course's splits as sequences: ``names`` train/dev/test (characters), ``tinyshakespeare``
+    train/val (``level`` word|char)."""
     if data == "names":
         if level != "char":
             raise ValueError("the names data set is character level only; drop --level or use --level char")
@@ -377,14 +375,16 @@ def model_for(data: str, level: str, order: int, smoothing: str, k: float = 1.0,
 
 def evaluate(data: str = "names", level: str = "char", order: int = 2, smoothing: str = "add-k",
              k: float = 1.0, discount: float | None = None, min_count: int | None = None) -> dict:
-    """Fit on train (dev chooses interpolation weights); NLL and perplexity of train, dev and test."""
+    """Fit on train; NLL and perplexity of every split (names: train, dev, test; tinyshakespeare:
+    train, val). Interpolation weights are chosen on names' dev split, or on the last 10% of
+    Shakespeare's train lines (val is what is reported, so it is not used to fit anything)."""
     model = model_for(data, level, order, smoothing, k, discount, min_count)
     seqs = load_sequences(data, level)
-    model.fit(seqs["train"], seqs["dev"])
+    model.fit(seqs["train"], seqs.get("dev"))
     result = {"data": data, "level": level, "order": order, "smoothing": smoothing, "vocab_size": model.V}
     if smoothing == "add-k":
         result["k"] = k
-    for split in ("train", "dev", "test"):
+    for split in seqs:
         nll = model.nll(seqs[split])
         result[f"{split}_nll"] = nll
         result[f"{split}_perplexity"] = model.perplexity(seqs[split])
@@ -394,7 +394,8 @@ def evaluate(data: str = "names", level: str = "char", order: int = 2, smoothing
 
 def add_cli(sub) -> None:
     """``python -m minigpt ngram --data names --order 2 --smoothing add-k --k 1 --json``."""
-    p = sub.add_parser("ngram", help="fit an n-gram model on train; print train/dev/test NLL and perplexity")
+    p = sub.add_parser("ngram", help="fit an n-gram model on train; print the NLL and perplexity of every split "
+                                        "(names: train/dev/test; tinyshakespeare: train/val)")
     p.add_argument("--data", default="names", help="names or tinyshakespeare (default: names)")
     p.add_argument("--level", default="char", help="char or word (word: tinyshakespeare only; default: char)")
     p.add_argument("--order", type=int, default=2, help="n: 1 = unigram, 2 = bigram, ... (default: 2)")
@@ -418,7 +419,7 @@ def _cli_ngram(args) -> int:
     r = evaluate(args.data, args.level, args.order, args.smoothing, args.k, args.discount, args.min_count)
     model = r.pop("model")
     print(f"{model!r} on {args.data} ({args.level} level, vocabulary {model.V})")
-    for split in ("train", "dev", "test"):
+    for split in [key[:-4] for key in r if key.endswith("_nll")]:
         nll, ppl = r[f"{split}_nll"], r[f"{split}_perplexity"]
         note = "  (a token had probability 0)" if math.isinf(nll) else ""
         print(f"{split:<6} NLL {nll:.4f} nats/token   perplexity {ppl:.2f}{note}")

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 WeightFn = Callable[..., torch.Tensor]
+MASKED_GREY = "#d9d9d9"  # heatmap cells the causal mask hides: not a colour of the weight scale
 
 
 def _widget_figure(figsize):
@@ -221,13 +222,17 @@ class AttentionExplorer:
             fig, ax = plt.subplots(figsize=self.figsize)
         else:
             fig = ax.figure
+        import numpy as np
+
         tokens, w = self.tokens, self.weights.numpy()
-        im = ax.imshow(w, cmap="viridis", vmin=0.0, vmax=1.0)
+        if self.causal.value:  # the masked future in grey, so it is never confused with a weight near 0
+            w = np.ma.masked_where(np.triu(np.ones(w.shape, dtype=bool), k=1), w)
+        im = ax.imshow(w, cmap=plt.get_cmap("viridis").with_extremes(bad=MASKED_GREY), vmin=0.0, vmax=1.0)
         ax.set_xticks(range(len(tokens)), labels=tokens, rotation=60, ha="right")
         ax.set_yticks(range(len(tokens)), labels=tokens)
         ax.set_xlabel("key: the token attended to (j)")
         ax.set_ylabel("query: the token looking (i)")
-        flags = f"{'causal' if self.causal.value else 'no mask'}, {'scaled' if self.scaled.value else 'unscaled'}"
+        flags = f"{'causal, grey = masked' if self.causal.value else 'no mask'}, {'scaled' if self.scaled.value else 'unscaled'}"
         where = f"layer {self.layer.value}, head {self.head.value}" if self.layer.max > 0 else f"head {self.head.value}"
         ax.set_title(f"{self.title}: {where} ({flags})")
         fig.colorbar(im, ax=ax, label="attention weight")
@@ -406,7 +411,7 @@ def _masked_heatmap(ax, w, tokens, title, query=None, labels=True):
     T = len(tokens)
     w = np.asarray(w, dtype=float)
     future = np.triu(np.ones((T, T), dtype=bool), k=1)
-    cmap = plt.get_cmap("viridis").with_extremes(bad="#d9d9d9")
+    cmap = plt.get_cmap("viridis").with_extremes(bad=MASKED_GREY)
     im = ax.imshow(np.ma.masked_where(future, w), cmap=cmap, vmin=0.0, vmax=1.0)
     if labels:
         shown = [show_token(t) for t in tokens]

@@ -1,4 +1,5 @@
-"""Every lesson-01 check accepts the reference answer and rejects typical mistakes with a hint."""
+"""Every lesson-01 check accepts the reference answer and rejects typical mistakes with a hint, a
+constant among them. The checks draw new inputs every call, so the accepting test runs several times."""
 
 import math
 
@@ -43,19 +44,21 @@ def trigram_ref(words, k):
     return (N + k) / (N + k).sum(-1, keepdim=True)
 
 
-def by_order_ref(train, dev, orders):
-    return {n: NGramModel(n, "kneser-ney").fit(train).nll(dev) for n in orders}
+def best_order_ref(train, dev, orders):
+    dev_nll = {n: NGramModel(n, "kneser-ney").fit(train).nll(dev) for n in orders}
+    return min(dev_nll, key=dev_nll.get)
 
 
 def test_checks_are_exported_from_minigpt_checks():
-    for name in ("bigram_counts", "add_k_probs", "mean_nll", "choose_k", "trigram_probs", "dev_nll_by_order"):
+    for name in ("bigram_counts", "add_k_probs", "mean_nll", "choose_k", "trigram_probs", "best_order"):
         assert callable(getattr(check, name))
 
 
 @pytest.mark.parametrize("name,fn", [("bigram_counts", counts_ref), ("add_k_probs", add_k_ref),
                                      ("mean_nll", nll_ref), ("choose_k", choose_k_ref),
-                                     ("trigram_probs", trigram_ref), ("dev_nll_by_order", by_order_ref)])
-def test_each_check_accepts_the_reference(capsys, name, fn):
+                                     ("trigram_probs", trigram_ref), ("best_order", best_order_ref)])
+@pytest.mark.parametrize("attempt", range(3))
+def test_each_check_accepts_the_reference(capsys, name, fn, attempt):
     getattr(check, name)(fn)
     out = capsys.readouterr().out
     assert out.startswith(f"✓ {name}: all ") and "checks passed" in out
@@ -76,6 +79,7 @@ def test_bigram_counts_rejects_missing_markers_and_transposes():
     rejects(check.bigram_counts, no_markers, "L \\+ 1 bigrams")
     rejects(check.bigram_counts, lambda words: counts_ref(words).T, "rows are the previous character")
     rejects(check.bigram_counts, lambda words: counts_ref(words)[:26], "shape")
+    rejects(check.bigram_counts, lambda words: counts_ref(["emma", "ava"]), "bigrams")  # a constant
 
 
 def test_add_k_probs_rejects_wrong_axis_and_late_smoothing():
@@ -85,6 +89,8 @@ def test_add_k_probs_rejects_wrong_axis_and_late_smoothing():
     renorm_late = lambda N, k: (lambda P: P / P.sum(1, keepdim=True))(N.double() / N.sum(1, keepdim=True).clamp_min(1) + k)
     rejects(check.add_k_probs, renorm_late, "differs from the reference")
     rejects(check.add_k_probs, lambda N, k: N.double() / N.double().sum(1, keepdim=True).clamp_min(1), "sums to|are 0")
+    rejects(check.add_k_probs, lambda N, k: torch.full((27, 27), 1 / 27, dtype=torch.float64), "differs")  # constant
+    rejects(check.add_k_probs, lambda N, k: add_k_ref(N, 1.0), "differs")  # ignores k
 
 
 def test_mean_nll_rejects_forgotten_end_marker_sums_log10_and_nan():
@@ -103,14 +109,22 @@ def test_mean_nll_rejects_forgotten_end_marker_sums_log10_and_nan():
         logp = [math.log(P[stoi[a], stoi[b]]) for w in words for a, b in zip("." + w, w + ".")]
         return -sum(logp) / len(logp)
     rejects(check.mean_nll, crashes_on_zero, "raised ValueError")
+    rejects(check.mean_nll, lambda P, words: 2.45, "NLL of")  # a constant
 
 
-def test_choose_k_rejects_choosing_on_train_and_ignoring_the_order():
-    on_train = lambda train, dev, ks, order: min(ks, key=lambda k: NGramModel(order, "add-k", k=k).fit(train).nll(train))
-    rejects(check.choose_k, on_train, "train")
-    fixed_order = lambda train, dev, ks, order: choose_k_ref(train, dev, ks, 3)
-    rejects(check.choose_k, fixed_order, "order")
-    rejects(check.choose_k, lambda train, dev, ks, order: 1.0, "one of the candidates")
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda train, dev, ks, order: min(ks, key=lambda k: NGramModel(order, "add-k", k=k).fit(train).nll(train)),
+     "train"),
+    (lambda train, dev, ks, order: choose_k_ref(train, dev, ks, 3), "order you are given|every data set|train"),
+    (lambda train, dev, ks, order: 0.3, "every data set"),  # a fixed candidate
+    (lambda train, dev, ks, order: 1.0, "every data set"),
+    (lambda train, dev, ks, order: 0.5, "one of the candidates"),
+    (lambda train, dev, ks, order: ks[0], "lowest dev NLL|train"),  # the first candidate
+    (lambda train, dev, ks, order: max(ks, key=lambda k: NGramModel(order, "add-k", k=k).fit(train).nll(dev)),
+     "every data set|lowest dev NLL|train"),
+])
+def test_choose_k_rejects_mistakes(wrong, hint):
+    rejects(check.choose_k, wrong, hint)
 
 
 def test_trigram_probs_rejects_missing_padding_and_wrong_axis():
@@ -125,13 +139,18 @@ def test_trigram_probs_rejects_missing_padding_and_wrong_axis():
     rejects(check.trigram_probs, lambda words, k: trigram_ref(words, k).transpose(0, 2), "sum to 1")
     wrong_norm = lambda words, k: (lambda P: P / P.sum(0, keepdim=True))(trigram_ref(words, k))
     rejects(check.trigram_probs, wrong_norm, "sum to 1")
+    rejects(check.trigram_probs, lambda words, k: torch.full((27, 27, 27), 1 / 27), "uniform")  # a constant
+    rejects(check.trigram_probs, lambda words, k: trigram_ref(["emma", "olivia", "ava"], k), "pad every word|differs")
 
 
-def test_dev_nll_by_order_rejects_scoring_on_train_fitting_on_dev_and_missing_orders():
-    rejects(check.dev_nll_by_order, lambda train, dev, orders: by_order_ref(train, train, orders), "on train")
-    on_dev = lambda train, dev, orders: {n: NGramModel(n, "kneser-ney").fit(dev).nll(dev) for n in orders}
-    rejects(check.dev_nll_by_order, on_dev, "too low")
-    rejects(check.dev_nll_by_order, lambda train, dev, orders: by_order_ref(train, dev, orders[:2]), "one entry per order")
-    addk = lambda train, dev, orders: {n: NGramModel(n, "add-k", k=0.1).fit(train).nll(dev) for n in orders}
-    rejects(check.dev_nll_by_order, addk, "Kneser-Ney")
-    rejects(check.dev_nll_by_order, lambda train, dev, orders: [1.0] * len(orders), "dict")
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda train, dev, orders: best_order_ref(train, train, orders), "best on \\*train\\*"),
+    (lambda train, dev, orders: 5, "every sample"),  # a constant: the best order on all the names
+    (lambda train, dev, orders: 3, "every sample"),
+    (lambda train, dev, orders: min(orders, key=lambda n: NGramModel(n, "add-k", k=1.0).fit(train).nll(dev)),
+     "another order"),  # add-one smoothing instead of Kneser-Ney
+    (lambda train, dev, orders: float(best_order_ref(train, dev, orders)), "an int"),
+    (lambda train, dev, orders: {n: NGramModel(n, "kneser-ney").fit(train).nll(dev) for n in orders}, "an int"),
+])
+def test_best_order_rejects_mistakes(wrong, hint):
+    rejects(check.best_order, wrong, hint)

@@ -1,4 +1,6 @@
-"""Each lesson-04 check accepts the reference answer and rejects a typical mistake."""
+"""Each lesson-04 check accepts the reference answer and rejects typical mistakes, a constant among them.
+
+The checks draw new inputs every call, so the accepting test runs each check several times."""
 
 import pytest
 
@@ -36,6 +38,10 @@ def test_pair_counts_accepts_reference_and_rejects_missing_last_pair(capsys):
         check.bpe_pair_counts(off_by_one)
     with pytest.raises(CheckFailed, match="not implemented"):
         check.bpe_pair_counts(lambda ids: (_ for _ in ()).throw(NotImplementedError()))
+    with pytest.raises(CheckFailed, match="has no pairs|not adjacent|miss"):  # a constant
+        check.bpe_pair_counts(lambda ids: {(1, 2): 2})
+    with pytest.raises(CheckFailed, match="has count"):  # a set of pairs, each counted once
+        check.bpe_pair_counts(lambda ids: {p: 1 for p in zip(ids, ids[1:])})
 
 
 def test_merge_accepts_reference_and_rejects_overlapping_matches(capsys):
@@ -61,6 +67,10 @@ def test_merge_accepts_reference_and_rejects_overlapping_matches(capsys):
 
     with pytest.raises(CheckFailed, match="changed the input"):
         check.bpe_merge(in_place)
+    with pytest.raises(CheckFailed, match="bpe_merge"):  # a constant
+        check.bpe_merge(lambda ids, pair, idx: [99, 3, 99])
+    with pytest.raises(CheckFailed, match="bpe_merge"):  # only the first occurrence
+        check.bpe_merge(lambda ids, pair, idx: bpe.merge(ids[:2], pair, idx) + ids[2:])
 
 
 def test_encode_accepts_reference_and_rejects_leftmost_pair_first(capsys):
@@ -81,6 +91,10 @@ def test_encode_accepts_reference_and_rejects_leftmost_pair_first(capsys):
 
     with pytest.raises(CheckFailed, match="LOWEST merge id"):
         check.bpe_encode(leftmost_first)
+    with pytest.raises(CheckFailed, match="gives .* ids"):  # a constant
+        check.bpe_encode(lambda text, merges: [97, 256])
+    with pytest.raises(CheckFailed, match="keep merging"):  # the raw bytes, no merge applied
+        check.bpe_encode(lambda text, merges: list(text.encode("utf-8")))
 
 
 def test_train_accepts_reference_and_rejects_unapplied_merges(capsys):
@@ -97,6 +111,8 @@ def test_train_accepts_reference_and_rejects_unapplied_merges(capsys):
 
     with pytest.raises(CheckFailed, match="merges, you returned"):
         check.bpe_train(lambda text, vocab_size: ref_train(text, vocab_size - 1))
+    with pytest.raises(CheckFailed, match="merges, you returned|does not occur"):  # a constant
+        check.bpe_train(lambda text, vocab_size: {(97, 97): 256, (256, 97): 257, (257, 98): 258})
 
 
 def test_tokens_per_char_accepts_reference_and_rejects_bytes_per_char(capsys):
@@ -104,3 +120,17 @@ def test_tokens_per_char_accepts_reference_and_rejects_bytes_per_char(capsys):
     assert "✓ tokens_per_char" in capsys.readouterr().out
     with pytest.raises(CheckFailed, match="tokens per character"):
         check.tokens_per_char(lambda tok, text: len(tok.encode(text)) / len(text.encode("utf-8")))
+    with pytest.raises(CheckFailed, match="tokens per character"):  # a constant
+        check.tokens_per_char(lambda tok, text: 0.5)
+    with pytest.raises(CheckFailed, match="tokens per character"):  # characters per token
+        check.tokens_per_char(lambda tok, text: len(text) / len(tok.encode(text)))
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_every_check_accepts_the_reference_on_fresh_inputs(attempt, capsys):
+    check.bpe_pair_counts(bpe.get_stats)
+    check.bpe_merge(bpe.merge)
+    check.bpe_encode(ref_encode)
+    check.bpe_train(ref_train)
+    check.tokens_per_char(lambda tok, text: len(tok.encode(text)) / len(text))
+    assert capsys.readouterr().out.count("✓") == 5

@@ -108,10 +108,10 @@ def test_lens_logits_accepts_reference(attempt, capsys):
 
 
 @pytest.mark.parametrize("wrong, hint", [
-    (lambda model, x: model.lm_head(x), "final LayerNorm"),
-    (lambda model, x: torch.zeros(*x.shape[:2], model.config.vocab_size), "logits differ"),  # a constant
-    (lambda model, x: model.lm_head(model.transformer.h[0].ln_1(x)), "logits differ"),
-    (lambda model, x: model.lm_head(model.transformer.ln_f(x)).softmax(-1), "logits differ"),  # probabilities
+    (lambda model, x: model.lm_head(x), "change scale with the residual stream"),
+    (lambda model, x: torch.zeros(*x.shape[:2], model.config.vocab_size), "differ from the model's own reading"),  # a constant
+    (lambda model, x: model.lm_head(model.transformer.h[0].ln_1(x)), "differ from the model's own reading"),
+    (lambda model, x: model.lm_head(model.transformer.ln_f(x)).softmax(-1), "differ from the model's own reading"),  # probabilities
 ])
 @pytest.mark.parametrize("attempt", REPEATS)
 def test_lens_logits_rejects_mistakes(wrong, hint, attempt):

@@ -8,7 +8,16 @@ import pytest
 import torch
 
 from minigpt import cli
-from minigpt.ngram import CHARS, SMOOTHINGS, NGramModel, bigram_counts, itos, stoi, words_of
+from minigpt.ngram import (
+    CHARS,
+    SMOOTHINGS,
+    NGramModel,
+    bigram_counts,
+    itos,
+    shakespeare_sequences,
+    stoi,
+    words_of,
+)
 
 TOY_NAMES = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "ella", "anna", "liam"]
 TOY_WORDS = [["the", "cat", "sat"], ["the", "dog", "sat", "down"], ["a", "cat", "ran"], ["the", "cat"],
@@ -199,6 +208,16 @@ def test_cli_every_smoothing_on_names(capsys, smoothing):
         assert 1.9 < result["dev_nll"] < 2.5 and result["train_nll"] < result["dev_nll"]
 
 
+def test_shakespeare_sequences_are_the_train_val_split_line_by_line():
+    text = "".join(f"Line {i}: To be, or not.\n\n" for i in range(100))  # blank lines are dropped
+    seqs = shakespeare_sequences("char", text)
+    cut = int(0.9 * len(text))
+    assert set(seqs) == {"train", "val"}
+    assert seqs["train"] == [x for x in text[:cut].splitlines() if x.strip()]
+    assert seqs["val"] == [x for x in text[cut:].splitlines() if x.strip()]
+    assert shakespeare_sequences("word", text)["val"][-1] == ["line", "9", "9", ":", "to", "be", ",", "or", "not", "."]
+
+
 @pytest.mark.parametrize("level,order,smoothing", [("word", 2, "kneser-ney"), ("word", 1, "add-k"),
                                                    ("char", 2, "interpolation")])
 def test_cli_tinyshakespeare(capsys, level, order, smoothing):
@@ -206,7 +225,8 @@ def test_cli_tinyshakespeare(capsys, level, order, smoothing):
                            "--smoothing", smoothing, "--k", "0.1", "--json")
     assert code == 0
     result = json.loads(out.strip().splitlines()[-1])
-    assert all(math.isfinite(result[f"{s}_nll"]) for s in ("train", "dev", "test"))
+    assert all(math.isfinite(result[f"{s}_nll"]) for s in ("train", "val"))
+    assert "dev_nll" not in result and "test_nll" not in result  # Tiny Shakespeare has two splits: train and val
     assert result["vocab_size"] > (1000 if level == "word" else 60)
 
 

@@ -3,6 +3,7 @@
 import math
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 
@@ -119,6 +120,20 @@ def test_plot_labels_rows_and_columns_with_tokens(explorer):
     assert "head 3" in ax.get_title() and "unscaled" in ax.get_title()
     assert ax.get_xlabel() and ax.get_ylabel()
     assert torch.allclose(torch.tensor(ax.images[0].get_array()), explorer.weights)
+    plt.close(fig)
+
+
+def test_plot_draws_the_masked_future_apart_from_small_weights(explorer):
+    fig = explorer.plot()
+    shown = fig.axes[0].images[0].get_array()
+    T = len(explorer.tokens)
+    future = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+    assert torch.equal(torch.tensor(shown.mask), future)  # masked cells, drawn in the colormap's "bad" grey
+    assert "grey = masked" in fig.axes[0].get_title()
+    plt.close(fig)
+    explorer.causal.value = False  # no mask: every cell is a weight and is coloured as one
+    fig = explorer.plot()
+    assert not np.ma.is_masked(fig.axes[0].images[0].get_array())
     plt.close(fig)
 
 

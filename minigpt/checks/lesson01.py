@@ -1,4 +1,9 @@
-"""Checks for lesson 01 (counting n-grams): bigram counts, add-k, NLL, choosing k, trigrams."""
+"""Checks for lesson 01 (counting n-grams): bigram counts, add-k, NLL, choosing k, trigrams, and
+the experiment: which order is best for a given amount of training data.
+
+Every check draws fresh inputs each call (words, k, subsets of the names), including inputs where
+a shortcut gives a different answer from the right one, so a hard-coded answer cannot pass.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,9 @@ import torch
 
 from ..ngram import CHARS, NGramModel, stoi
 from ..ngram import bigram_counts as _reference_counts
-from ._core import Check
+from ._core import Check, fresh_generator
 
-__all__ = ["bigram_counts", "add_k_probs", "mean_nll", "choose_k", "trigram_probs", "dev_nll_by_order"]
+__all__ = ["bigram_counts", "add_k_probs", "mean_nll", "choose_k", "trigram_probs", "best_order"]
 
 _SMALL = ["emma", "ava", "x", "olivia", "zoe", "anna"]
 
@@ -20,6 +25,11 @@ def _names():
 
     s = names_split()
     return s["train"], s["dev"]
+
+
+def _draw(g, words, n):
+    """``n`` words of ``words`` picked at random."""
+    return [words[int(i)] for i in torch.randperm(len(words), generator=g)[:n]]
 
 
 def _reference_nll(P, words):
@@ -36,7 +46,9 @@ def _trigram_events(w):
 def bigram_counts(fn):
     """``fn(words)`` returns the (27, 27) matrix of bigram counts with '.' as start and end marker."""
     c = Check("bigram_counts")
-    for words in (["ab"], _SMALL, _names()[0][:2000]):
+    g = fresh_generator()
+    train = _names()[0]
+    for words in (["ab"], _SMALL, _draw(g, train, int(torch.randint(5, 40, (1,), generator=g))), _draw(g, train, 2000)):
         got = c.call(fn, list(words))
         ref = _reference_counts(words)
         c.shape(got, (27, 27), "the count matrix")
@@ -59,8 +71,9 @@ def bigram_counts(fn):
 def add_k_probs(fn):
     """``fn(counts, k)`` returns the (27, 27) add-k smoothed probabilities, each row summing to 1."""
     c = Check("add_k_probs")
-    N = _reference_counts(_SMALL + ["bob", "quinn", "jack"])
-    for k in (1.0, 0.5, 0.01):
+    g = fresh_generator()
+    N = _reference_counts(_draw(g, _names()[0], int(torch.randint(20, 200, (1,), generator=g))))
+    for k in (1.0, 0.01, round(float(10 ** torch.empty(1).uniform_(-2, 1, generator=g)), 4)):
         got = c.call(fn, N.clone(), k)
         c.shape(got, (27, 27), f"the probabilities for k={k}")
         got = torch.as_tensor(got).double()
@@ -78,9 +91,12 @@ def add_k_probs(fn):
 def mean_nll(fn):
     """``fn(P, words)`` returns the mean NLL per character (end marker included) in nats."""
     c = Check("mean_nll")
-    N = _reference_counts(_SMALL)
-    P = (N + 1).double() / (N + 1).double().sum(1, keepdim=True)
-    for words in (["emma"], _SMALL, ["x", "ava"]):
+    g = fresh_generator()
+    train, dev = _names()
+    N = _reference_counts(_draw(g, train, 300))
+    k = float(torch.empty(1).uniform_(0.1, 2.0, generator=g))
+    P = (N + k).double() / (N + k).double().sum(1, keepdim=True)
+    for words in (["emma"], ["x", "ava"], _draw(g, dev, int(torch.randint(3, 30, (1,), generator=g)))):
         ref = _reference_nll(P, words)
         got = c.call(fn, P, words)
         try:
@@ -95,11 +111,12 @@ def mean_nll(fn):
             c.fail("that looks like the total; the NLL is the mean over predicted characters")
         if abs(got_f - ref / math.log(10)) < 1e-6:
             c.fail("use the natural logarithm (nats), not log10")
-        c.number(got_f, ref, f"the NLL of {words}", tol=1e-5)
+        c.number(got_f, ref, f"the NLL of {words if len(words) < 5 else f'{len(words)} dev names'}", tol=1e-5)
     uniform = torch.full((27, 27), 1 / 27, dtype=torch.float64)
     got = c.call(fn, uniform, ["emma", "bob"])
     c.number(got, math.log(27), "the NLL of a uniform model", tol=1e-4)
-    P0 = N.double() / N.double().sum(1, keepdim=True).clamp_min(1)
+    N0 = _reference_counts(_SMALL)  # 'a' is never followed by 'q' here
+    P0 = N0.double() / N0.double().sum(1, keepdim=True).clamp_min(1)
     got = c.call(fn, P0, ["emmaq"])
     c.that(isinstance(got, (int, float)) or hasattr(got, "item"), "the result should be a number")
     got = float(got)
@@ -111,31 +128,39 @@ def mean_nll(fn):
 def choose_k(fn):
     """``fn(train, dev, ks, order)`` returns the k whose add-k model has the lowest dev NLL."""
     c = Check("choose_k")
+    g = fresh_generator()
     train, dev = _names()
-    ks = [0.001, 0.1, 10.0]
-    dev_nll = {k: NGramModel(3, "add-k", k=k).fit(train).nll(dev) for k in ks}
-    got = c.call(fn, train, dev, list(ks), 3)
-    c.that(got in ks, f"choose_k should return one of the candidates {ks}, got {got!r}")
-    best = min(ks, key=dev_nll.get)
-    train_best = ks[0]  # the smallest k always fits train best
-    if got != best and got == train_best:
-        c.fail(f"k={got:g} has the lowest *train* NLL; choose k on the dev split")
-    c.that(got == best, f"k={got:g} does not give the lowest dev NLL of the candidates for a trigram")
-    # a second, tiny case where the answer depends on the order argument
-    toy_train, toy_dev = ["abab", "ba", "aab"], ["abba", "bab"]
-    ks2 = [0.01, 0.3, 3.0]
-    for order in (1, 2):
-        ref = min(ks2, key=lambda k: NGramModel(order, "add-k", k=k).fit(toy_train).nll(toy_dev))
-        got = c.call(fn, toy_train, toy_dev, list(ks2), order)
-        c.that(got == ref, f"on a toy data set with order={order}, k={got!r} is not the best on dev; "
-                           "does your function use its `order` argument?")
+    answers = []
+    # the best k moves with the order and the amount of data (about 1, 0.3 and 0.1 here)
+    for order, n_train in ((3, int(torch.randint(250, 400, (1,), generator=g))),
+                           (1, int(torch.randint(150, 300, (1,), generator=g))),
+                           (4, int(torch.randint(1500, 3000, (1,), generator=g)))):
+        tr, dv = _draw(g, train, n_train), _draw(g, dev, 500)
+        ks = [0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]
+        ks = [ks[int(i)] for i in torch.randperm(len(ks), generator=g)]  # the best is not at a fixed place
+        dev_nll = {k: NGramModel(order, "add-k", k=k).fit(tr).nll(dv) for k in ks}
+        got = c.call(fn, tr, dv, list(ks), order)
+        c.that(got in ks, f"choose_k should return one of the candidates {sorted(ks)}, got {got!r}")
+        answers.append((order, n_train, got, min(ks, key=dev_nll.get), min(ks)))
+    for _order, _n, got, best, smallest in answers:
+        if got != best and got == smallest:  # the smallest k always fits train best
+            c.fail(f"k={got:g} has the lowest *train* NLL; choose k on the dev split")
+    if len({a[2] for a in answers}) == 1 and len({a[3] for a in answers}) > 1:
+        c.fail(f"your function returns k={answers[0][2]:g} for every data set and order it is given, but the "
+               "best k changes with them: score every candidate on the data you are given")
+    for order, n_train, got, best, _smallest in answers:
+        c.that(got == best, f"for an order-{order} model fitted on {n_train} names, k={got:g} does not give the "
+                            "lowest dev NLL of the candidates; fit one model per candidate, with the order you are "
+                            "given, and score each on dev")
     c.done()
 
 
 def trigram_probs(fn):
     """``fn(words, k)`` returns P[a, b, c] = P(c | a b), add-k smoothed, contexts padded with '..'."""
     c = Check("trigram_probs")
-    for words, k in ((_SMALL, 1.0), (_SMALL + ["bob", "quinn"], 0.1)):
+    g = fresh_generator()
+    drawn = _draw(g, _names()[0], int(torch.randint(5, 60, (1,), generator=g)))
+    for words, k in ((_SMALL, 1.0), (drawn, round(float(10 ** torch.empty(1).uniform_(-2, 0, generator=g)), 4))):
         got = c.call(fn, list(words), k)
         c.shape(got, (27, 27, 27), "the trigram probabilities")
         got = torch.as_tensor(got).double()
@@ -147,6 +172,8 @@ def trigram_probs(fn):
             for h, x in _trigram_events(w):
                 N[stoi[h[0]], stoi[h[1]], stoi[x]] += 1
         ref = (N + k) / (N + k).sum(-1, keepdim=True)
+        if torch.allclose(got, torch.full_like(got, 1 / 27), atol=1e-6):
+            c.fail("every context gets the uniform distribution 1/27: the counts of the words are not in it")
         if not torch.allclose(got[0, 0], ref[0, 0], atol=1e-6):
             c.fail("P[0, 0, :] (the context '..', the start of a name) is off: pad every word with two '.' "
                    "in front so its first character is predicted from the context ('.', '.')")
@@ -154,19 +181,36 @@ def trigram_probs(fn):
     c.done()
 
 
-def dev_nll_by_order(fn):
-    """``fn(train, dev, orders)`` returns {order: dev NLL of a Kneser-Ney model of that order fitted on train}."""
-    c = Check("dev_nll_by_order")
+def best_order(fn):
+    """``fn(train, dev, orders)`` returns the order whose Kneser-Ney model, fitted on train, has the
+    lowest NLL on dev. The check re-runs it on small random samples of the names: the best order
+    depends on how much training data there is."""
+    c = Check("best_order")
+    g = fresh_generator()
     train, dev = _names()
-    train, dev = train[:4000], dev[:400]
-    orders = [1, 2, 3, 4]
-    got = c.call(fn, train, dev, list(orders))
-    c.that(isinstance(got, dict), f"return a dict {{order: dev NLL}}, got {type(got).__name__}")
-    c.that(sorted(got) == orders, f"the dict should have one entry per order {orders}, it has keys {sorted(got)}")
-    ref = {n: NGramModel(n, "kneser-ney").fit(train).nll(dev) for n in orders}
-    on_train = {n: NGramModel(n, "kneser-ney").fit(train).nll(train) for n in orders}
-    if all(abs(float(got[n]) - on_train[n]) < 1e-6 for n in orders):
-        c.fail("these are the NLLs on train; score each model on the dev split")
-    for n in orders:
-        c.number(got[n], ref[n], f"the dev NLL of the order-{n} Kneser-Ney model (fitted on train)", tol=1e-6)
+    answers = []
+    answers = []
+    for n_train in (int(torch.randint(300, 500, (1,), generator=g)), int(torch.randint(2500, 4000, (1,), generator=g))):
+        tr = _draw(g, train, n_train)
+        seen = set("".join(tr))
+        dv = [w for w in _draw(g, dev, 400) if set(w) <= seen]  # no letter the small sample never saw
+        orders = [1, 2, 3, 4, 5, 6]
+        orders = [orders[int(i)] for i in torch.randperm(6, generator=g)]  # in no particular order
+        dev_nll = {n: NGramModel(n, "kneser-ney").fit(tr).nll(dv) for n in orders}
+        got = c.call(fn, tr, dv, list(orders))
+        c.that(isinstance(got, int) and not isinstance(got, bool) and got in orders,
+               f"return one of the orders {sorted(orders)} (an int), got {got!r}")
+        answers.append((n_train, tr, got, min(orders, key=dev_nll.get), dev_nll))
+    for n_train, tr, got, best, dev_nll in answers:
+        on_train = min(dev_nll, key=lambda n: NGramModel(n, "kneser-ney").fit(tr).nll(tr))
+        if got != best and got == on_train:
+            c.fail(f"with {n_train} training names you chose order {got}, the best on *train*: a longer "
+                   "context always fits train better; score every order on dev")
+    if len({a[2] for a in answers}) == 1 and len({a[3] for a in answers}) > 1:
+        c.fail(f"your function returns order {answers[0][2]} for every sample it is given, but the best order "
+               "depends on how much data there is: fit and score every order on the data you are given")
+    for n_train, _tr, got, best, dev_nll in answers:
+        c.that(got == best, f"with {n_train} training names, order {got} has dev NLL {dev_nll[got]:.4f}, and "
+                            "another order of the list does better; fit a Kneser-Ney model of each order on "
+                            "train and compare them on dev")
     c.done()

@@ -1,22 +1,43 @@
 """Checks for lesson 02 (the neural bigram): one-hot logits, a stable NLL, the softmax cross-entropy
-gradient by hand, weights from counts, and gradient descent written out by hand."""
+gradient by hand, weights from counts, and gradient descent written out by hand.
+
+Every check draws fresh inputs each call (sizes, logits, words), and the exercises that say "by
+hand" are run with autograd switched off, so neither a hard-coded answer nor autograd can pass.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 import torch.nn.functional as F
 
-from ._core import Check
+from ._core import Check, fresh_generator
 
 __all__ = ["one_hot_logits", "nll_from_logits", "softmax_ce_grad", "weights_from_counts", "train_by_hand"]
 
 _WORDS = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn"]
 
 
-def _case(seed: int, n: int = 40, v: int = 27, scale: float = 1.0):
-    g = torch.Generator().manual_seed(seed)
+@contextlib.contextmanager
+def _no_autograd(c: Check):
+    """Run the learner's code with gradients off and backward()/autograd.grad refusing to run."""
+    def refuse(*args, **kwargs):
+        c.fail("your function uses autograd (backward() or torch.autograd.grad); this exercise computes "
+               "the gradient by hand, from the formula")
+
+    saved = torch.Tensor.backward, torch.autograd.backward, torch.autograd.grad
+    torch.Tensor.backward, torch.autograd.backward, torch.autograd.grad = refuse, refuse, refuse
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        torch.Tensor.backward, torch.autograd.backward, torch.autograd.grad = saved
+
+
+def _case(g: torch.Generator, n: int = 40, v: int = 27, scale: float = 1.0):
+    n = int(torch.randint(n // 2, n * 2, (1,), generator=g))
     W = torch.randn(v, v, generator=g) * scale
     xs = torch.randint(0, v, (n,), generator=g)
     ys = torch.randint(0, v, (n,), generator=g)
@@ -31,8 +52,9 @@ def _tensor(c: Check, value, what: str) -> torch.Tensor:
 def one_hot_logits(fn):
     """``fn(xs, W) -> logits``: one-hot encode ``xs`` (N,) and multiply by ``W`` (27, 27) -> (N, 27)."""
     c = Check("one_hot_logits")
-    for seed in (0, 1):
-        W, xs, _ = _case(seed)
+    g = fresh_generator()
+    for _ in range(2):
+        W, xs, _ = _case(g)
         got = _tensor(c, c.call(fn, xs.clone(), W.clone()), "the logits")
         c.shape(got, (len(xs), 27), "the logits")
         c.that(got.is_floating_point(), "the logits should be floats; convert the one-hot vectors with .float()")
@@ -45,34 +67,41 @@ def one_hot_logits(fn):
 def nll_from_logits(fn):
     """``fn(logits, ys) -> loss``: mean negative log-likelihood of targets ``ys`` under softmax(logits)."""
     c = Check("nll_from_logits")
-    for seed, scale in [(0, 1.0), (1, 3.0), (2, 200.0)]:
-        W, xs, ys = _case(seed, scale=scale)
+    g = fresh_generator()
+    for scale in (1.0, 3.0, 200.0):
+        W, xs, ys = _case(g, scale=scale)
         logits = W[xs]
         ref = F.cross_entropy(logits.double(), ys).item()
         got = c.call(fn, logits.clone(), ys.clone())
-        got = float(got.detach()) if isinstance(got, torch.Tensor) else got
+        got = float(got.detach()) if isinstance(got, torch.Tensor) and got.numel() == 1 else got
         c.that(isinstance(got, (int, float)), f"return one number (a scalar tensor or a float), got {type(got).__name__}")
-        if not math.isfinite(got):
-            c.fail(f"with logits as large as {logits.abs().max():.0f} your loss is {got}: exp overflows; "
-                   "subtract each row's maximum logit before exponentiating (it does not change the softmax)")
+        big = f"with logits as large as {logits.abs().max():.0f}"
+        if math.isnan(got):
+            c.fail(f"{big} your loss is nan: exp of a large logit overflows to inf, and inf / inf is nan")
+        if math.isinf(got):
+            c.fail(f"{big} your loss is inf: the softmax probability of some target underflows to exactly 0, "
+                   "and log(0) = -inf. The log has to be taken before anything is rounded to 0: compute the "
+                   "log-probabilities from the logits, not the log of the probabilities")
         n = len(ys)
         if math.isclose(got, -ref, rel_tol=1e-4):
             c.fail("your loss is negative: the NLL is minus the mean log-probability")
         if math.isclose(got, n * ref, rel_tol=1e-4):
             c.fail(f"your loss is {n} times too large: take the mean over the examples, not the sum")
-        c.number(got, ref, "the loss", tol=1e-4 * max(1.0, abs(ref)))
+        c.number(got, ref, f"the loss for {n} examples with logits of scale {scale:g}", tol=1e-4 * max(1.0, abs(ref)))
     c.done()
 
 
 def softmax_ce_grad(fn):
     """``fn(logits, ys) -> dlogits``: the gradient of the mean cross-entropy with respect to the logits."""
     c = Check("softmax_ce_grad")
-    for seed in (0, 1):
-        W, xs, ys = _case(seed)
+    g = fresh_generator()
+    for scale in (1.0, 3.0):
+        W, xs, ys = _case(g, scale=scale)
         logits = W[xs].double().requires_grad_()
         F.cross_entropy(logits, ys).backward()
         ref = logits.grad
-        got = _tensor(c, c.call(fn, logits.detach().clone(), ys.clone()), "the gradient")
+        with _no_autograd(c):
+            got = _tensor(c, c.call(fn, logits.detach().clone(), ys.clone()), "the gradient")
         c.shape(got, tuple(ref.shape), "the gradient")
         got = got.double()
         n = len(ys)
@@ -89,8 +118,9 @@ def weights_from_counts(fn):
     from minigpt.ngram import bigram_counts
 
     c = Check("weights_from_counts")
-    counts = bigram_counts(_WORDS)
-    for k in (1.0, 0.1):
+    g = fresh_generator()
+    counts = bigram_counts([_WORDS[int(i)] for i in torch.randint(0, len(_WORDS), (20,), generator=g)])
+    for k in (1.0, round(float(10 ** torch.empty(1).uniform_(-2, 0.5, generator=g)), 4)):
         ref = (counts.double() + k) / (counts.double() + k).sum(1, keepdim=True)
         W = _tensor(c, c.call(fn, counts.clone(), k), "W")
         c.shape(W, (27, 27), "W")
@@ -120,12 +150,18 @@ def train_by_hand(fn):
     from minigpt.mlp import bigram_pairs
 
     c = Check("train_by_hand")
-    xs, ys = bigram_pairs(_WORDS)
-    steps, lr = 30, 10.0
+    g = fresh_generator()
+    words = [_WORDS[int(i)] for i in torch.randint(0, len(_WORDS), (int(torch.randint(5, 15, (1,), generator=g)),),
+                                                   generator=g)]
+    xs, ys = bigram_pairs(words)
+    steps, lr = int(torch.randint(15, 35, (1,), generator=g)), float(torch.empty(1).uniform_(5, 15, generator=g))
     ref_W, ref_losses = _reference_train(xs, ys, steps, lr)
-    out = c.call(fn, xs.clone(), ys.clone(), steps, lr)
+    with _no_autograd(c):  # "by hand": the check runs it with autograd switched off
+        out = c.call(fn, xs.clone(), ys.clone(), steps, lr)
     c.that(isinstance(out, tuple) and len(out) == 2, "return a pair (W, losses)")
     W, losses = out
+    c.that(isinstance(W, torch.Tensor) and not W.requires_grad,
+           "your W requires grad: this exercise computes the gradient by hand, without autograd")
     W = _tensor(c, W, "W")
     c.shape(W, (27, 27), "W")
     losses = [float(v) for v in losses]
@@ -134,7 +170,7 @@ def train_by_hand(fn):
     if losses[-1] > losses[0]:
         c.fail("your loss goes up: step against the gradient (W -= lr * dW), not along it")
     worse = [i for i in range(1, steps) if losses[i] > losses[i - 1] + 1e-9]
-    c.that(not worse, f"the loss rose at step {worse[0] if worse else 0}; with lr={lr} it should fall at every step")
-    c.number(losses[-1], ref_losses[-1], f"the loss before step {steps}", tol=1e-3)
+    c.that(not worse, f"the loss rose at step {worse[0] if worse else 0}; with lr={lr:.3g} it should fall at every step")
+    c.number(losses[-1], ref_losses[-1], f"the loss before step {steps} (lr={lr:.3g})", tol=1e-3)
     c.close(W.double(), ref_W, "W after training", atol=1e-3, rtol=1e-3)
     c.done()

@@ -1,5 +1,9 @@
 """Checks for lesson 03 (the MLP language model): the context-window data set, the embedding
-lookup, the forward pass, the initialisation fix, and the context-length experiment."""
+lookup, the forward pass, the initialisation fix, and the context-length experiment.
+
+Every check draws fresh inputs each call (words, shapes, fan-ins, a small synthetic language), so an
+answer that fits one input, or a hard-coded result, cannot pass.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import math
 
 import torch
 
-from ._core import Check
+from ._core import Check, fresh_generator
 
 __all__ = ["build_context", "embed_context", "mlp_forward", "init_params", "context_length_experiment"]
 
@@ -24,7 +28,11 @@ def build_context(fn):
     from minigpt.mlp import CHARS, build_context_dataset
 
     c = Check("build_context")
-    for words, block_size in [(["emma"], 3), (_WORDS, 3), (_WORDS, 1), (_WORDS, 5)]:
+    g = fresh_generator()
+    drawn = [_WORDS[int(i)] for i in torch.randperm(len(_WORDS), generator=g)[:4]]
+    cases = [(["emma"], 3), (_WORDS, 1), (drawn, int(torch.randint(2, 8, (1,), generator=g))),
+             (drawn[:2], int(torch.randint(2, 8, (1,), generator=g)))]
+    for words, block_size in cases:
         ref_X, ref_Y = build_context_dataset(words, block_size)
         out = c.call(fn, list(words), block_size)
         c.that(isinstance(out, tuple) and len(out) == 2, "return a pair (X, Y)")
@@ -50,25 +58,25 @@ def build_context(fn):
 def embed_context(fn):
     """``fn(C, X) -> emb``: look up each context character's row of ``C`` and concatenate, (N, T * d)."""
     c = Check("embed_context")
-    g = torch.Generator().manual_seed(0)
-    for T, d in [(3, 10), (4, 2)]:
+    g = fresh_generator()
+    for T, d in [(3, 10), tuple(int(v) for v in torch.randint(2, 7, (2,), generator=g))]:
+        N = int(torch.randint(5, 20, (1,), generator=g))
         C = torch.randn(27, d, generator=g)
-        X = torch.randint(0, 27, (16, T), generator=g)
-        ref = C[X].reshape(16, T * d)
+        X = torch.randint(0, 27, (N, T), generator=g)
+        ref = C[X].reshape(N, T * d)
         got = _tensor(c, c.call(fn, C.clone(), X.clone()), "the embedding")
-        if tuple(got.shape) in [(16, d), (16, T)]:
+        if tuple(got.shape) in [(N, d), (N, T)]:
             c.fail(f"the result has shape {tuple(got.shape)}; keep every character's vector and "
-                   f"concatenate them into (N, block_size * n_embd) = (16, {T * d}), don't sum or average")
-        c.shape(got, (16, T * d), "the embedding")
-        if not torch.allclose(got, ref) and torch.allclose(got, C[X].transpose(1, 2).reshape(16, T * d)):
+                   f"concatenate them into (N, block_size * n_embd) = ({N}, {T * d}), don't sum or average")
+        c.shape(got, (N, T * d), "the embedding")
+        if not torch.allclose(got, ref) and torch.allclose(got, C[X].transpose(1, 2).reshape(N, T * d)):
             c.fail("the numbers are right but interleaved: the first n_embd values must be the first "
                    "character's whole vector (flatten (N, T, d) without transposing)")
         c.close(got, ref, "the embedding")
     c.done()
 
 
-def _params(seed: int, T: int = 3, d: int = 10, H: int = 50, V: int = 27):
-    g = torch.Generator().manual_seed(seed)
+def _params(g: torch.Generator, T: int = 3, d: int = 10, H: int = 50, V: int = 27):
     C = torch.randn(V, d, generator=g)
     W1 = torch.randn(T * d, H, generator=g) * 0.3
     b1 = torch.randn(H, generator=g) * 0.1
@@ -81,8 +89,9 @@ def _params(seed: int, T: int = 3, d: int = 10, H: int = 50, V: int = 27):
 def mlp_forward(fn):
     """``fn(X, C, W1, b1, W2, b2) -> logits``: embed, concatenate, tanh hidden layer, output layer."""
     c = Check("mlp_forward")
-    for seed in (0, 1):
-        X, C, W1, b1, W2, b2 = _params(seed)
+    g = fresh_generator()
+    for shape in [(3, 10, 50), tuple(int(v) for v in torch.randint(2, 9, (3,), generator=g) * torch.tensor([1, 1, 6]))]:
+        X, C, W1, b1, W2, b2 = _params(g, *shape)
         emb = C[X].flatten(1)
         ref = torch.tanh(emb @ W1 + b1) @ W2 + b2
         got = _tensor(c, c.call(fn, X, C, W1, b1, W2, b2), "the logits")
@@ -98,49 +107,103 @@ def mlp_forward(fn):
 def init_params(fn):
     """``fn(block_size, n_embd, n_hidden, vocab_size, generator) -> (C, W1, b1, W2, b2)``, well initialised."""
     c = Check("init_params")
-    T, d, H, V = 3, 10, 200, 27
-    out = c.call(fn, T, d, H, V, torch.Generator().manual_seed(0))
-    c.that(isinstance(out, (tuple, list)) and len(out) == 5, "return five tensors (C, W1, b1, W2, b2)")
-    C, W1, b1, W2, b2 = (_tensor(c, p, name) for p, name in zip(out, ("C", "W1", "b1", "W2", "b2")))
-    for p, shape, name in [(C, (V, d), "C"), (W1, (T * d, H), "W1"), (b1, (H,), "b1"), (W2, (H, V), "W2"),
-                           (b2, (V,), "b2")]:
-        c.shape(p, shape, name)
-    g = torch.Generator().manual_seed(1)
-    X = torch.randint(0, V, (2000, T), generator=g)
-    Y = torch.randint(0, V, (2000,), generator=g)
-    pre = C[X].flatten(1) @ W1 + b1
-    h = torch.tanh(pre)
-    loss = torch.nn.functional.cross_entropy(h @ W2 + b2, Y).item()
-    if loss > math.log(V) + 0.1:
-        c.fail(f"the loss at initialisation is {loss:.2f}, but a model that knows nothing should give "
-               f"about ln({V}) = {math.log(V):.2f}: the output layer starts too confident; scale W2 down")
-    c.count += 1
-    sat = (h.abs() > 0.99).float().mean().item()
-    c.that(sat < 0.2, f"{sat:.0%} of the tanh units are saturated (|tanh| > 0.99) at init; "
-                      "scale W1 by about gain / sqrt(fan_in) with fan_in = block_size * n_embd")
-    c.that(sat + (h.abs() < 0.05).float().mean().item() < 0.9 and h.std().item() > 0.2,
-           f"the hidden activations are all near 0 (std {h.std().item():.3f}); W1 is scaled down too far "
-           "and the hidden layer would start almost silent")
-    c.that(C.std().item() > 0.1, "C (the embeddings) should start with unit-size random vectors, not zeros")
+    g = fresh_generator()
+    # one small and one large fan-in, drawn now: a fixed scale cannot suit both
+    # (fan-ins 2..6 and 160..320: no fixed scale puts the tanh inputs in range for both)
+    sizes = [(int(torch.randint(1, 3, (1,), generator=g)), int(torch.randint(2, 4, (1,), generator=g))),
+             (int(torch.randint(8, 11, (1,), generator=g)), int(torch.randint(20, 33, (1,), generator=g)))]
+    for T, d in sizes:
+        H = int(torch.randint(100, 300, (1,), generator=g))
+        V = int(torch.randint(20, 60, (1,), generator=g))
+        seed = int(torch.randint(0, 2**30, (1,), generator=g))
+        out = c.call(fn, T, d, H, V, torch.Generator().manual_seed(seed))
+        c.that(isinstance(out, (tuple, list)) and len(out) == 5, "return five tensors (C, W1, b1, W2, b2)")
+        C, W1, b1, W2, b2 = (_tensor(c, p, name) for p, name in zip(out, ("C", "W1", "b1", "W2", "b2")))
+        for p, shape, name in [(C, (V, d), "C"), (W1, (T * d, H), "W1"), (b1, (H,), "b1"), (W2, (H, V), "W2"),
+                               (b2, (V,), "b2")]:
+            c.shape(p, shape, f"{name} for block_size={T}, n_embd={d}, n_hidden={H}, vocab_size={V}")
+        again = c.call(fn, T, d, H, V, torch.Generator().manual_seed(seed))
+        c.that(all(torch.equal(torch.as_tensor(a), b) for a, b in zip(again, (C, W1, b1, W2, b2))),
+               "two calls with the same generator seed gave different tensors: draw every random tensor "
+               "with generator=generator, so an initialisation can be repeated")
+        X = torch.randint(0, V, (2000, T), generator=g)
+        Y = torch.randint(0, V, (2000,), generator=g)
+        pre = C[X].flatten(1) @ W1 + b1
+        h = torch.tanh(pre)
+        loss = torch.nn.functional.cross_entropy(h @ W2 + b2, Y).item()
+        fan = f"with fan_in = block_size * n_embd = {T * d}"
+        if loss > math.log(V) + 0.1:
+            c.fail(f"the loss at initialisation is {loss:.2f}, but a model that knows nothing should give "
+                   f"about ln({V}) = {math.log(V):.2f}: the output layer starts too confident; scale W2 down")
+        c.count += 1
+        c.that(C.std().item() > 0.1, "C (the embeddings) should start with unit-size random vectors, not zeros")
+        per_unit = h.std(dim=0)  # how much each hidden unit varies from one input to the next
+        c.that(float((per_unit > 1e-6).float().mean()) > 0.9,
+               f"{float((per_unit <= 1e-6).float().mean()):.0%} of the hidden units give the same output for "
+               "every input: they carry no information about the context, and units that start identical "
+               "get identical gradients and stay identical")
+        sat = (h.abs() > 0.99).float().mean().item()
+        spread = pre.std(dim=0).mean().item()  # the typical size of a unit's input to tanh
+        c.that(sat < 0.2 and spread < 2.2,
+               f"{fan} the tanh inputs have std {spread:.2f} and {sat:.0%} of the units are saturated "
+               "(|tanh| > 0.99) at init; the scale of W1 has to shrink as its fan-in grows")
+        c.that(spread > 0.5,
+               f"{fan} the tanh inputs have std {spread:.3f}: the hidden layer starts almost silent; "
+               "the scale of W1 has to depend on its fan-in, not be a fixed small number")
     c.done()
 
 
-def context_length_experiment(results):
-    """``results``: dict ``{block_size: dev NLL}`` from your experiment, for at least three sizes including 1."""
+def _toy_language(g, sizes):
+    """Words over four random letters in which each letter is fixed by the two before it (after a
+    random start): a context of one character cannot predict them, a context of three can."""
+    letters = [chr(97 + int(i)) for i in torch.randperm(26, generator=g)[:4]]
+    table = torch.randint(0, 4, (4, 4), generator=g)
+    splits = []
+    for n in sizes:
+        words = []
+        for _ in range(n):
+            ids = torch.randint(0, 4, (2,), generator=g).tolist()
+            length = int(torch.randint(5, 10, (1,), generator=g))
+            while len(ids) < length:
+                ids.append(int(table[ids[-2], ids[-1]]))
+            words.append("".join(letters[i] for i in ids))
+        splits.append(words)
+    return splits
+
+
+def context_length_experiment(fn):
+    """``fn(words, block_size, steps, seed) -> model``: an ``MLPLanguageModel`` with that block size,
+    trained on ``words`` for ``steps`` steps, reproducibly from ``seed``. The check re-runs it on a
+    small made-up language where the right context length is known, and scores the models itself."""
+    from torch import nn
+
+    from minigpt.mlp import build_context_dataset, evaluate_nll
+
     c = Check("context_length_experiment")
-    c.that(isinstance(results, dict), f"pass a dict {{block_size: dev NLL}}, got {type(results).__name__}")
-    c.that(len(results) >= 3 and 1 in results,
-           f"try at least three block sizes including 1 (the bigram); you have {sorted(results)}")
-    vals = {int(k): float(v) for k, v in results.items()}
-    c.that(all(math.isfinite(v) for v in vals.values()), "every dev NLL should be a finite number")
-    if all(v > math.log(27) + 0.5 for v in vals.values()):
-        c.fail("these values are above ln(27) = 3.30, the uniform guess; are they perplexities (exp of "
-               "the NLL)? report the mean NLL per token in nats")
-    c.that(all(1.5 < v < math.log(27) for v in vals.values()),
-           "every dev NLL should lie between 1.5 and ln(27) = 3.30 nats; did every model train?")
-    c.that(vals[1] > 2.40, f"with block_size=1 the MLP is a bigram model, and no bigram gets below about 2.45 "
-                           f"on dev; yours reports {vals[1]:.3f} (evaluated on the training split?)")
-    best = min(vals, key=vals.get)
-    c.that(best > 1, "a context of one character came out best: train longer or with a larger learning rate; "
-                     "longer contexts should help")
+    g = fresh_generator()
+    train, held_out = _toy_language(g, (300, 200))
+    steps, seed = 600, int(torch.randint(0, 2**30, (1,), generator=g))
+
+    def score(block_size, model):
+        c.that(isinstance(model, nn.Module), f"return the trained model (an nn.Module), got {type(model).__name__}")
+        X, Y = build_context_dataset(held_out, block_size)
+        try:
+            return evaluate_nll(model, X, Y)
+        except Exception as e:  # the model does not take contexts of this length
+            c.fail(f"with block_size={block_size} your model fails on contexts of shape {tuple(X.shape)} "
+                   f"({type(e).__name__}: {e}); build the model and the data set for the block size you are given")
+
+    nll = {bs: score(bs, c.call(fn, list(train), bs, steps, seed)) for bs in (1, 3)}
+    again = score(3, c.call(fn, list(train), 3, steps, seed))
+    c.that(abs(again - nll[3]) < 1e-6,
+           f"two runs with the same seed gave held-out NLLs {nll[3]:.4f} and {again:.4f}: seed both the "
+           "initialisation and the order of the batches from `seed`, or the comparison between block sizes "
+           "mixes the effect of the context with luck")
+    c.that(nll[3] < 0.85,
+           f"on a small made-up language (four letters, each fixed by the two before it) your model with "
+           f"block_size=3 reaches a held-out NLL of {nll[3]:.3f} after {steps} steps; a model trained on the "
+           "words it is given gets below 0.85. Does your function train on `words`, for `steps` steps?")
+    c.that(nll[1] > nll[3] + 0.2,
+           f"on that language a context of 1 character should do clearly worse than 3 (yours: {nll[1]:.3f} "
+           f"against {nll[3]:.3f}); does the model really see block_size characters?")
     c.done()

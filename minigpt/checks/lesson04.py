@@ -1,10 +1,29 @@
-"""Checks for lesson 04 (tokenization): pair counts, one merge step, encoding with merges, training."""
+"""Checks for lesson 04 (tokenization): pair counts, one merge step, encoding with merges, training,
+and tokens per character.
+
+Every check draws fresh inputs each call (ids, texts, merges), so an answer that only fits the
+fixed examples, or a hard-coded result, cannot pass.
+"""
 
 from __future__ import annotations
 
+import torch
+
 from ..bpe import get_stats as _ref_stats
 from ..bpe import merge as _ref_merge
-from ._core import Check
+from ._core import Check, fresh_generator
+
+_WORDS = ["the", "cat", "sat", "on", "mat", "hat", "that", "was", "flat", "token", "pair", "merge", "aa", "ab"]
+
+
+def _text(g, n_words: int) -> str:
+    """A random text of common short words (so that pairs repeat), new on every call."""
+    return " ".join(_WORDS[int(i)] for i in torch.randint(0, len(_WORDS), (n_words,), generator=g))
+
+
+def _ids(g, n: int, vocab: int) -> list[int]:
+    return torch.randint(0, vocab, (n,), generator=g).tolist()
+
 
 __all__ = ["bpe_pair_counts", "bpe_merge", "bpe_encode", "bpe_train", "tokens_per_char"]
 
@@ -20,6 +39,8 @@ def bpe_pair_counts(fn) -> None:
         [5, 5, 5, 5],
         list(b"hello world, hello tokens"),
     ]
+    g = fresh_generator()
+    cases += [_ids(g, int(torch.randint(5, 40, (1,), generator=g)), 4), list(_text(g, 12).encode())]
     for ids in cases:
         got = c.call(fn, list(ids))
         c.that(isinstance(got, dict), f"return a dict mapping (a, b) tuples to counts, got {type(got).__name__}")
@@ -54,6 +75,10 @@ def bpe_merge(fn) -> None:
         ([3, 1, 2], (1, 2), 4),
         ([], (1, 2), 3),
     ]
+    g = fresh_generator()
+    for _ in range(3):  # random ids over a small alphabet: pairs, repeats and overlaps at unknown places
+        ids = _ids(g, int(torch.randint(6, 30, (1,), generator=g)), 3)
+        cases.append((ids, (ids[1], ids[2]), int(torch.randint(256, 300, (1,), generator=g))))
     for ids, pair, idx in cases:
         before = list(ids)
         got = c.call(fn, ids, pair, idx)
@@ -85,6 +110,12 @@ def bpe_encode(fn) -> None:
         ("the cat sat on the mat", [(116, 104), (256, 101), (97, 116), (32, 258), (32, 257)]),
         ("你好你好", [(228, 189), (256, 160)]),
     ]
+    from ..bpe import train as _ref_train
+
+    g = fresh_generator()
+    learned = _ref_train(_text(g, 40), 256 + int(torch.randint(5, 20, (1,), generator=g)), pattern=None)
+    learned_merges = [pair for pair, _ in sorted(learned.merges.items(), key=lambda kv: kv[1])]
+    cases += [(_text(g, 8), learned_merges), (_text(g, 8)[::-1], learned_merges)]
     for text, merge_list in cases:
         merges = {pair: 256 + i for i, pair in enumerate(merge_list)}
         got = c.call(fn, text, dict(merges))
@@ -92,7 +123,7 @@ def bpe_encode(fn) -> None:
         ref = BPETokenizer(merge_list, pattern=None).encode(text)
         if got != ref:
             hint = f"encoding {text!r} with {len(merges)} merges gives {len(got)} ids, expected {len(ref)}"
-            if text == "abc":
+            if text == "abc" and got == [257, 99]:
                 hint = ("encoding 'abc' with merges {(98, 99): 256, (97, 98): 257} is wrong: at each step merge the "
                         "pair with the LOWEST merge id (learned first), not the leftmost pair")
             elif len(got) > len(ref):
@@ -108,7 +139,9 @@ def bpe_train(fn) -> None:
     Any tie-break between equally frequent pairs is accepted.
     """
     c = Check("bpe_train")
-    texts = [("aaabdaaabac", 259), ("the cat sat on the mat with the hat that was flat " * 3, 280)]
+    g = fresh_generator()
+    texts = [("aaabdaaabac", 259), ("the cat sat on the mat with the hat that was flat " * 3, 280),
+             (_text(g, 30), 256 + int(torch.randint(5, 25, (1,), generator=g)))]
     for text, vocab_size in texts:
         merges = c.call(fn, text, vocab_size)
         c.that(isinstance(merges, dict), f"return a dict (a, b) -> id, got {type(merges).__name__}")
@@ -133,7 +166,9 @@ def tokens_per_char(fn) -> None:
 
     c = Check("tokens_per_char")
     tok = BPETokenizer([(97, 97), (97, 98), (256, 257)], pattern=None)
-    for text in ["aaabdaaabac", "你好", "héllo", "a"]:
+    g = fresh_generator()
+    for text in ["aaabdaaabac", "你好", "héllo", "a", _text(g, int(torch.randint(2, 10, (1,), generator=g))),
+                 "你好" * int(torch.randint(1, 5, (1,), generator=g)) + "ab"]:
         got = c.call(fn, tok, text)
         ref = len(tok.encode(text)) / len(text)
         c.number(got, ref, f"tokens per character of {text!r}", tol=1e-9)

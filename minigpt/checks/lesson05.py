@@ -1,5 +1,9 @@
 """Checks for lesson 05 (self-attention): averaging the past, causal attention against PyTorch's
-fused kernel, splitting into heads, attention entropy, and the scaling experiment."""
+fused kernel, splitting into heads, attention entropy, and the scaling experiment.
+
+Every check draws fresh inputs each call (shapes, values, seeds, head sizes), so an answer that only
+fits fixed examples, or a table of numbers, cannot pass.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._core import Check
+from ._core import Check, fresh_generator
 
 __all__ = ["average_past", "causal_attention", "split_heads", "attention_entropy", "scaling_experiment"]
 
@@ -21,8 +25,9 @@ def _same(a, b, atol=1e-5) -> bool:
 def average_past(fn):
     """``fn(x)`` for x (B, T, C) -> (B, T, C): position t is the mean of positions 0..t."""
     c = Check("average_past")
-    g = torch.Generator().manual_seed(5)
-    for shape in [(2, 5, 3), (1, 1, 4), (3, 9, 2)]:
+    g = fresh_generator()
+    drawn = tuple(int(v) for v in torch.randint(2, 12, (3,), generator=g))
+    for shape in [(2, 5, 3), (1, 1, 4), drawn]:
         x = torch.randn(*shape, generator=g)
         got = c.call(fn, x.clone())
         ref = x.cumsum(dim=1) / torch.arange(1, shape[1] + 1).view(1, -1, 1)
@@ -40,8 +45,10 @@ def average_past(fn):
 def causal_attention(fn):
     """``fn(q, k, v)`` for (B, nh, T, d_k) tensors: masked, scaled softmax attention."""
     c = Check("causal_attention")
-    g = torch.Generator().manual_seed(7)
-    for B, nh, T, d in [(2, 3, 6, 8), (1, 1, 1, 4), (1, 2, 10, 16)]:
+    g = fresh_generator()
+    drawn = (1, int(torch.randint(1, 4, (1,), generator=g)), int(torch.randint(2, 12, (1,), generator=g)),
+             int(torch.randint(2, 33, (1,), generator=g)))
+    for B, nh, T, d in [(2, 3, 6, 8), (1, 1, 1, 4), drawn]:
         q, k, v = (torch.randn(B, nh, T, d, generator=g) for _ in range(3))
         got = c.call(fn, q.clone(), k.clone(), v.clone())
         ref = F.scaled_dot_product_attention(q, k, v, is_causal=True)
@@ -66,8 +73,10 @@ def causal_attention(fn):
 def split_heads(fn):
     """``fn(x, n_head)``: (B, T, C) -> (B, nh, T, C // nh), head h holding channels h*hs..(h+1)*hs."""
     c = Check("split_heads")
-    for B, T, C, nh in [(2, 5, 12, 3), (1, 4, 8, 2), (3, 2, 6, 6)]:
-        x = torch.arange(B * T * C, dtype=torch.float32).view(B, T, C)
+    g = fresh_generator()
+    n_drawn, hs = (int(v) for v in torch.randint(2, 6, (2,), generator=g))
+    for B, T, C, nh in [(2, 5, 12, 3), (3, 2, 6, 6), (2, int(torch.randint(2, 7, (1,), generator=g)), n_drawn * hs, n_drawn)]:
+        x = torch.randn(B, T, C, generator=g)
         got = c.call(fn, x.clone(), nh)
         c.shape(got, (B, nh, T, C // nh), f"split_heads(x, {nh}) for x of shape {(B, T, C)}")
         ref = x.view(B, T, nh, C // nh).transpose(1, 2)
@@ -85,7 +94,8 @@ def split_heads(fn):
 def attention_entropy(fn):
     """``fn(w)`` for weights (..., T, T): mean over rows of -sum w log w, in nats, with 0 log 0 = 0."""
     c = Check("attention_entropy")
-    T = 6
+    g = fresh_generator()
+    T = int(torch.randint(3, 10, (1,), generator=g))
     uniform_causal = torch.tril(torch.ones(T, T))
     uniform_causal = uniform_causal / uniform_causal.sum(-1, keepdim=True)
     cases = [
@@ -93,10 +103,9 @@ def attention_entropy(fn):
         (torch.full((T, T), 1.0 / T), math.log(T), "uniform rows"),
         (uniform_causal, sum(math.log(t) for t in range(1, T + 1)) / T, "causal uniform rows (zeros above the diagonal)"),
     ]
-    g = torch.Generator().manual_seed(3)
-    w = torch.softmax(torch.randn(2, 3, T, T, generator=g).masked_fill(uniform_causal == 0, float("-inf")), -1)
+    w = torch.softmax(2 * torch.randn(2, 3, T, T, generator=g).masked_fill(uniform_causal == 0, float("-inf")), -1)
     cases.append((w, float(-(w * torch.where(w > 0, w.log(), torch.zeros_like(w))).sum(-1).mean()),
-                  "random causal weights of shape (2, 3, 6, 6)"))
+                  f"random causal weights of shape (2, 3, {T}, {T})"))
     for weights, ref, what in cases:
         got = c.call(fn, weights.clone())
         try:
@@ -115,27 +124,38 @@ def attention_entropy(fn):
 
 
 def scaling_experiment(fn):
-    """``fn(head_size, scaled)``: mean row entropy of RandomAttention(4, head_size, 32, seed=0) on the sentence."""
+    """``fn(head_size, scaled, seed)``: the mean row entropy of the causal weights of
+    ``RandomAttention(n_head=4, head_size=head_size, n_embd=32, seed=seed)`` on the sentence.
+    The check re-runs it for head sizes and seeds drawn now and compares with its own measurement."""
     from minigpt.viz import RandomAttention
 
     c = Check("scaling_experiment")
+    g = fresh_generator()
     tokens = "the quick brown fox jumps over the lazy dog and runs far away from the farm".split()
 
-    def reference(hs, scaled):
-        w = RandomAttention(n_head=4, head_size=hs, n_embd=32, seed=0)(tokens, causal=True, scaled=scaled)
+    def reference(hs, scaled, seed, causal=True):
+        w = RandomAttention(n_head=4, head_size=hs, n_embd=32, seed=seed)(tokens, causal=causal, scaled=scaled)
         return float(-(w * torch.where(w > 0, w.log(), torch.zeros_like(w))).sum(-1).mean())
 
+    seed = int(torch.randint(0, 10_000, (1,), generator=g))
+    small, large = 2 ** int(torch.randint(1, 4, (1,), generator=g)), 2 ** int(torch.randint(6, 8, (1,), generator=g))
     got = {}
-    for hs in (4, 64):
+    for hs in (small, large):
         for scaled in (True, False):
-            value = c.call(fn, hs, scaled)
+            value = c.call(fn, hs, scaled, seed)
             c.that(isinstance(value, (int, float)) or getattr(value, "ndim", None) == 0,
                    f"return one number, got {type(value).__name__}")
             got[hs, scaled] = float(value)
-            ref = reference(hs, scaled)
-            if math.isclose(got[hs, scaled], reference(hs, not scaled), rel_tol=1e-4) and \
-                    not math.isclose(ref, reference(hs, not scaled), rel_tol=1e-4):
+            ref = reference(hs, scaled, seed)
+            other = reference(hs, not scaled, seed)
+            if math.isclose(got[hs, scaled], other, rel_tol=1e-4) and not math.isclose(ref, other, rel_tol=1e-4):
                 c.fail(f"head_size={hs}: scaled={scaled} gives the other setting's number; pass `scaled` on")
-            c.number(got[hs, scaled], ref, f"mean_entropy({hs}, scaled={scaled})", tol=1e-3)
-    c.that(got[64, False] < got[64, True], "at head size 64 the unscaled rows should be sharper (lower entropy)")
+            if not math.isclose(got[hs, scaled], ref, rel_tol=1e-3, abs_tol=1e-3):
+                if math.isclose(got[hs, scaled], reference(hs, scaled, 0), rel_tol=1e-4):
+                    c.fail(f"with seed={seed} you measured the attention of seed 0: pass `seed` on")
+                if math.isclose(got[hs, scaled], reference(hs, scaled, seed, causal=False), rel_tol=1e-4):
+                    c.fail(f"head_size={hs}: that is the entropy without the causal mask; switch it on")
+            c.number(got[hs, scaled], ref, f"mean_entropy({hs}, scaled={scaled}, seed={seed})", tol=1e-3)
+    c.that(got[large, False] < got[large, True],
+           f"at head size {large} the unscaled rows should be sharper (lower entropy)")
     c.done()

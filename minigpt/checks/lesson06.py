@@ -1,14 +1,19 @@
 """Checks for lesson 06 (transformer block and GPT): counting a block's parameters, LayerNorm by
-hand, the pre-LN block's forward pass, and one name as a padded training row."""
+hand, the pre-LN block's forward pass, one name as a padded training row, and measuring the
+residual stream's size layer by layer (the experiment).
+
+Every check draws fresh inputs each call (sizes, eps, seeds, words), including inputs where a
+shortcut gives a different answer from the right one, so a hard-coded answer cannot pass.
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from ._core import Check
+from ._core import Check, fresh_generator
 
-__all__ = ["count_block_params", "layer_norm", "block_forward", "name_row"]
+__all__ = ["count_block_params", "layer_norm", "block_forward", "name_row", "stream_stds"]
 
 
 def count_block_params(fn):
@@ -16,7 +21,9 @@ def count_block_params(fn):
     from minigpt.model import Block, GPTConfig
 
     c = Check("count_block_params")
-    for C, bias in [(64, True), (48, True), (64, False), (768, True), (8, False)]:
+    g = fresh_generator()
+    drawn = [(4 * int(torch.randint(2, 100, (1,), generator=g)), bool(b)) for b in (True, False)]
+    for C, bias in [(64, True), (64, False), (768, True)] + drawn:
         got = c.call(fn, C, bias=bias)
         c.that(isinstance(got, int) and not isinstance(got, bool), f"return an int, got {type(got).__name__}")
         ref = sum(p.numel() for p in Block(GPTConfig(block_size=4, n_embd=C, n_head=4, bias=bias)).parameters())
@@ -39,27 +46,35 @@ def count_block_params(fn):
 def layer_norm(fn):
     """``fn(x, weight, bias, eps=1e-5)`` must match ``F.layer_norm`` over the last dimension."""
     c = Check("layer_norm")
-    g = torch.Generator().manual_seed(11)
-    for shape in [(4, 16), (2, 3, 8), (1, 5)]:
-        C = shape[-1]
-        x = 2 + 3 * torch.randn(*shape, generator=g)
+    g = fresh_generator()
+    C = int(torch.randint(3, 24, (1,), generator=g))
+    # eps matters only when it is not tiny next to the variance: a large eps, and a quiet input
+    cases = [((4, C), 1e-5, 3.0), ((2, 3, C), float(torch.empty(1).uniform_(0.3, 2.0, generator=g)), 1.0),
+             ((5, C), 1e-5, 0.01), ((1, C), 1e-5, 3.0)]
+    for shape, eps, scale in cases:
+        x = 2 + scale * torch.randn(*shape, generator=g)
         w, b = torch.randn(C, generator=g), torch.randn(C, generator=g)
-        got = c.call(fn, x.clone(), w.clone(), b.clone(), eps=1e-5)
+        got = c.call(fn, x.clone(), w.clone(), b.clone(), eps=eps)
         c.shape(got, shape, f"layer_norm(x) for x of shape {shape}")
         got = torch.as_tensor(got).detach()
-        ref = F.layer_norm(x, (C,), w, b, 1e-5)
+        ref = F.layer_norm(x, (C,), w, b, eps)
+        what = f"x of shape {shape} (std about {scale:g}) and eps={eps:.3g}"
         if not torch.allclose(got, ref, atol=1e-4):
-            unbiased = (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, keepdim=True) + 1e-5) * w + b
+            unbiased = (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, keepdim=True) + eps) * w + b
             if torch.allclose(got, unbiased, atol=1e-4):
                 c.fail("close, but the variance is the unbiased one (divided by C - 1); LayerNorm divides by C "
                        "(torch.var is unbiased by default)")
-            plain = F.layer_norm(x, (C,), None, None, 1e-5)
+            plain = F.layer_norm(x, (C,), None, None, eps)
             if torch.allclose(got, plain, atol=1e-4):
                 c.fail("the normalisation is right but weight and bias are not applied")
-            over_batch = (x - x.mean(0, keepdim=True)) / torch.sqrt(x.var(0, keepdim=True, unbiased=False) + 1e-5) * w + b
+            over_batch = (x - x.mean(0, keepdim=True)) / torch.sqrt(x.var(0, keepdim=True, unbiased=False) + eps) * w + b
             if x.dim() > 1 and x.size(0) > 1 and torch.allclose(got, over_batch, atol=1e-4):
                 c.fail("you normalised over the batch dimension (that is BatchNorm); normalise over the last one")
-        c.close(got, ref, "layer_norm(x)", atol=1e-4)
+            if torch.allclose(got, F.layer_norm(x, (C,), w, b, 1e-5), atol=1e-4):
+                c.fail(f"for {what} your result ignores the eps you were given; use the eps argument")
+            c.fail(f"for {what} the result differs from LayerNorm; when eps is not tiny next to the variance "
+                   "it shows where eps enters the formula: look at how you divide by the standard deviation")
+        c.count += 1
     c.done()
 
 
@@ -68,30 +83,45 @@ def block_forward(fn):
     from minigpt.model import Block, GPTConfig
 
     c = Check("block_forward")
-    torch.manual_seed(0)
-    block = Block(GPTConfig(block_size=8, n_embd=32, n_head=4)).eval()
-    with torch.no_grad():  # make every part matter: non-trivial LayerNorm gains and projections
-        for p in block.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    x = torch.randn(2, 8, 32)
-    with torch.no_grad():
-        got = c.call(fn, block, x.clone())
-        ref = block(x)
-        c.shape(got, tuple(ref.shape), "block_forward(block, x)")
-        got = torch.as_tensor(got)
-        if not torch.allclose(got, ref, atol=1e-4):
-            post_ln = block.ln_1(x + block.attn(x))
-            post_ln = block.ln_2(post_ln + block.mlp(post_ln))
-            no_res = block.mlp(block.ln_2(block.attn(block.ln_1(x))))
-            attn_only = x + block.attn(block.ln_1(x))
-            if torch.allclose(got, post_ln, atol=1e-4):
-                c.fail("this is the post-LN block of the original Transformer; GPT-2 normalises the *input* of "
-                       "each sub-layer and adds the result to the unnormalised stream")
-            if torch.allclose(got, no_res, atol=1e-4):
-                c.fail("the residual connections are missing: each sub-layer's output is added to x")
-            if torch.allclose(got, attn_only, atol=1e-4):
-                c.fail("the attention half is right; the MLP half is missing")
-        c.close(got, ref, "block_forward(block, x)", atol=1e-4)
+    g = fresh_generator()
+    for _ in range(2):
+        n_head = int(torch.randint(1, 5, (1,), generator=g))
+        C, T = n_head * int(torch.randint(2, 9, (1,), generator=g)), int(torch.randint(2, 10, (1,), generator=g))
+        torch.manual_seed(int(torch.randint(0, 2**30, (1,), generator=g)))
+        block = Block(GPTConfig(block_size=T, n_embd=C, n_head=n_head)).eval()
+        with torch.no_grad():  # make every part matter: non-trivial LayerNorm gains and projections
+            for p in block.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+        x = torch.randn(2, T, C, generator=g)
+        with torch.no_grad():
+            ref = block(x)
+
+        def refuse(*args, **kwargs):
+            c.fail("your function calls the block itself (block(x) or block.forward); the exercise is to write "
+                   "that forward pass from the block's parts: block.ln_1, block.attn, block.ln_2, block.mlp")
+
+        block.forward = refuse  # the rule of the exercise, checked: calling the whole block fails
+        try:
+            with torch.no_grad():
+                got = c.call(fn, block, x.clone())
+        finally:
+            del block.forward
+        with torch.no_grad():
+            c.shape(got, tuple(ref.shape), "block_forward(block, x)")
+            got = torch.as_tensor(got)
+            if not torch.allclose(got, ref, atol=1e-4):
+                post_ln = block.ln_1(x + block.attn(x))
+                post_ln = block.ln_2(post_ln + block.mlp(post_ln))
+                no_res = block.mlp(block.ln_2(block.attn(block.ln_1(x))))
+                attn_only = x + block.attn(block.ln_1(x))
+                if torch.allclose(got, post_ln, atol=1e-4):
+                    c.fail("this is the post-LN block of the original Transformer; GPT-2 normalises the *input* of "
+                           "each sub-layer and adds the result to the unnormalised stream")
+                if torch.allclose(got, no_res, atol=1e-4):
+                    c.fail("the residual connections are missing: each sub-layer's output is added to x")
+                if torch.allclose(got, attn_only, atol=1e-4):
+                    c.fail("the attention half is right; the MLP half is missing")
+            c.close(got, ref, "block_forward(block, x)", atol=1e-4)
     c.done()
 
 
@@ -100,7 +130,12 @@ def name_row(fn):
     from minigpt.names_gpt import make_dataset
 
     c = Check("name_row")
-    for word, bs in [("emma", 8), ("li", 5), ("abcdefg", 8), ("a", 2)]:
+    g = fresh_generator()
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    drawn = "".join(letters[int(i)] for i in torch.randint(0, 26, (int(torch.randint(2, 9, (1,), generator=g)),),
+                                                           generator=g))
+    for word, bs in [("emma", 8), ("li", 5), ("abcdefg", 8), ("a", 2),
+                     (drawn, len(drawn) + 1 + int(torch.randint(0, 5, (1,), generator=g)))]:
         got = c.call(fn, word, bs)
         c.that(isinstance(got, (tuple, list)) and len(got) == 2, "return a pair (x, y)")
         x, y = (list(map(int, torch.as_tensor(v).tolist())) for v in got)
@@ -120,5 +155,61 @@ def name_row(fn):
                        "must learn where names end")
             c.fail(f"for {word!r}: the padding after the end marker must be ignored by the loss; which target "
                    "value does F.cross_entropy(..., ignore_index=...) skip?")
+        c.count += 1
+    c.done()
+
+
+def _ref_stream_stds(model, idx):
+    tr = model.transformer
+    x = tr.wte(idx) + tr.wpe(torch.arange(idx.size(1)))
+    out = [float(x.std())]
+    for block in tr.h:
+        x = block(x)
+        out.append(float(x.std()))
+    return out
+
+
+def stream_stds(fn):
+    """``fn(model, idx) -> list``: the standard deviation of the residual stream (all its numbers
+    together) after the embeddings and after each block: n_layer + 1 floats; the model unchanged."""
+    from minigpt.model import GPT, GPTConfig
+
+    c = Check("stream_stds")
+    g = fresh_generator()
+    for _ in range(2):
+        n_head = int(torch.randint(1, 4, (1,), generator=g))
+        cfg = GPTConfig(block_size=16, vocab_size=int(torch.randint(10, 40, (1,), generator=g)),
+                        n_layer=int(torch.randint(2, 6, (1,), generator=g)), n_head=n_head, n_embd=8 * n_head)
+        torch.manual_seed(int(torch.randint(0, 2**30, (1,), generator=g)))
+        model = GPT(cfg).eval()
+        with torch.no_grad():  # blocks that add a lot, so that every layer's number is different
+            for name, p in model.named_parameters():
+                if name.endswith("c_proj.weight"):
+                    p.mul_(float(torch.empty(1).uniform_(5, 20, generator=g)))
+        idx = torch.randint(0, cfg.vocab_size, (3, int(torch.randint(4, 16, (1,), generator=g))), generator=g)
+        with torch.no_grad():
+            ref = _ref_stream_stds(model, idx)
+            logits_before = model(idx)[0].clone()
+            got = c.call(fn, model, idx.clone())
+        try:
+            got = [float(v) for v in got]
+        except (TypeError, ValueError):
+            c.fail(f"return a list of numbers, one per layer, got {type(got).__name__}")
+        n = cfg.n_layer
+        c.that(len(got) == n + 1, f"a model with {n} blocks has {n + 1} points to measure (after the "
+                                  f"embeddings and after each block); you returned {len(got)}")
+        with torch.no_grad():
+            c.that(torch.allclose(model(idx)[0], logits_before, atol=1e-6),
+                   "after your function the model gives other logits: measure without changing it")
+        for i, (v, r) in enumerate(zip(got, ref)):
+            if abs(v - r) > 1e-4 * max(1.0, r):
+                where = "after the embeddings" if i == 0 else f"after block {i}"
+                with torch.no_grad():
+                    token_only = float(model.transformer.wte(idx).std())
+                if i == 0 and abs(v - token_only) < 1e-4 * max(1.0, token_only):
+                    c.fail(f"{where} your std is {v:.4g}: the stream starts as token embedding plus "
+                           "position embedding")
+                c.fail(f"{where} your std is {v:.4g}, {'too high' if v > r else 'too low'}: measure the stream "
+                       "itself (what the next block receives), not a sub-layer's output or a LayerNorm's")
         c.count += 1
     c.done()

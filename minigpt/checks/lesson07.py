@@ -1,5 +1,10 @@
 """Checks for lesson 07 (training a GPT): the LR schedule, tokens per step, gradient accumulation,
-gradient clipping, the 6·N·D training-time estimate, and finding a loss spike."""
+gradient clipping, the 6·N·D training-time estimate, finding a loss spike, and the training run behind
+the loss-spike experiment.
+
+Every check draws fresh inputs each call (settings, shapes, seeds), including inputs where a
+common shortcut gives a different answer from the right one, so a hard-coded answer cannot pass.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import math
 
 import torch
 
-from ._core import Check
+from ._core import Check, fresh_generator
 
 __all__ = [
     "lr_schedule",
@@ -17,6 +22,7 @@ __all__ = [
     "clip_global_norm",
     "training_days",
     "find_loss_spike",
+    "spike_run",
 ]
 
 
@@ -35,7 +41,13 @@ def lr_schedule(fn):
 
     c = Check("lr_schedule")
     base = PRESETS["shakespeare-char-cpu"]
+    g = fresh_generator()
+    w = int(torch.randint(3, 40, (1,), generator=g))
+    m = w + int(torch.randint(20, 400, (1,), generator=g))
+    peak = float(10 ** torch.empty(1).uniform_(-4, -2, generator=g))
     settings = [
+        dict(warmup_iters=w, max_iters=m, learning_rate=peak, min_lr=peak * float(torch.rand(1, generator=g)) / 5,
+             lr_decay_iters=None),
         dict(warmup_iters=10, max_iters=100, learning_rate=1e-3, min_lr=1e-4, lr_decay_iters=None),
         dict(warmup_iters=5, max_iters=50, learning_rate=3e-3, min_lr=0.0, lr_decay_iters=None),
         # the decay may end before the last step (nanoGPT's lr_decay_iters); the rate then stays at min_lr
@@ -69,7 +81,10 @@ def lr_schedule(fn):
 def tokens_per_step(fn):
     """``fn(batch_size, block_size, grad_accum_steps, world_size) -> int`` tokens per optimizer step."""
     c = Check("tokens_per_step")
-    cases = [(12, 64, 1, 1), (64, 256, 1, 1), (8, 128, 4, 1), (16, 1024, 5, 8), (1, 1, 1, 1), (4, 32, 3, 2)]
+    g = fresh_generator()
+    drawn = [tuple(int(v) for v in torch.randint(2, 9, (4,), generator=g) * torch.tensor([4, 16, 1, 1]))
+             for _ in range(3)]
+    cases = [(12, 64, 1, 1), (8, 128, 4, 1), (16, 1024, 5, 8), (1, 1, 1, 1)] + drawn
     for b, t, a, w in cases:
         got = c.call(fn, b, t, a, w)
         c.that(isinstance(got, int) and not isinstance(got, bool),
@@ -87,14 +102,14 @@ def tokens_per_step(fn):
     c.done()
 
 
-def _tiny_gpt(seed: int = 0):
+def _tiny_gpt(seed: int = 0, batch: int = 8):
     from minigpt.model import GPT, GPTConfig
 
     torch.manual_seed(seed)
     model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=2, n_head=2, n_embd=16))
     g = torch.Generator().manual_seed(seed + 1)
-    x = torch.randint(0, 11, (8, 8), generator=g)
-    y = torch.randint(0, 11, (8, 8), generator=g)
+    x = torch.randint(0, 11, (batch, 8), generator=g)
+    y = torch.randint(0, 11, (batch, 8), generator=g)
     return model, x, y
 
 
@@ -103,27 +118,48 @@ def _grads(model):
 
 
 def accumulate_grads(fn):
-    """``fn(model, x, y, accum_steps) -> float`` must leave the same gradients as one full-batch backward."""
+    """``fn(model, x, y, accum_steps) -> float``: run ``accum_steps`` micro-batches, one forward and one
+    backward each, leaving the same gradients as one full-batch backward; return the mean loss."""
     c = Check("accumulate_grads")
-    for accum in (1, 2, 4):
-        model, x, y = _tiny_gpt()
+    g = fresh_generator()
+    for accum in (1, 2, 4, int(torch.randint(3, 6, (1,), generator=g))):
+        micro = int(torch.randint(1, 4, (1,), generator=g))
+        model, x, y = _tiny_gpt(int(torch.randint(0, 2**30, (1,), generator=g)), batch=accum * micro)
         _, loss = model(x, y)
         loss.backward()
         ref_grads, ref_loss = _grads(model), loss.item()
         model.zero_grad(set_to_none=True)
-        got = c.call(fn, model, x, y, accum)
+        # Watch the method: the rows each forward pass sees, and how many backward passes reach the weights.
+        rows, backwards = [], []
+        pre = model.register_forward_pre_hook(
+            lambda mod, args, kwargs, rows=rows: rows.append(int((args[0] if args else kwargs["idx"]).shape[0])),
+            with_kwargs=True)
+        hook = model.transformer.wte.weight.register_hook(lambda grad, backwards=backwards: backwards.append(1))
+        try:
+            got = c.call(fn, model, x, y, accum)
+        finally:
+            pre.remove()
+            hook.remove()
         c.that(isinstance(got, (int, float)) or getattr(got, "ndim", None) == 0,
                f"return the mean loss as a number, got {type(got).__name__}")
         got = float(got)
         c.that(all(p.grad is not None for p in model.parameters()),
                "after your function some parameters have no .grad; call backward() on every micro-batch loss")
+        B = x.size(0)
+        c.that(rows == [micro] * accum,
+               f"with a batch of {B} rows and accum_steps={accum} your model ran {len(rows)} forward pass(es) on "
+               f"{rows} rows; accumulation runs accum_steps passes on equal micro-batches of the batch, so "
+               "only one micro-batch's activations are held in memory at a time")
+        c.that(len(backwards) == accum,
+               f"with accum_steps={accum} the gradients were computed in {len(backwards)} backward pass(es); "
+               "call backward() once per micro-batch (summing the losses first keeps every graph alive)")
         mine = _grads(model)
-        ratio = (sum(g.norm() ** 2 for g in mine) / sum(g.norm() ** 2 for g in ref_grads)).sqrt().item()
+        ratio = (sum(g_.norm() ** 2 for g_ in mine) / sum(g_.norm() ** 2 for g_ in ref_grads)).sqrt().item()
         if abs(ratio - accum) < 1e-3 * accum and accum > 1:
             c.fail(f"with accum_steps={accum} your gradients are {accum}x too large: backward() adds into .grad, "
                    "so each micro-batch loss must be scaled first")
-        for i, (g, r) in enumerate(zip(mine, ref_grads)):
-            c.that(torch.allclose(g, r, atol=1e-6, rtol=1e-4),
+        for i, (g_, r) in enumerate(zip(mine, ref_grads)):
+            c.that(torch.allclose(g_, r, atol=1e-6, rtol=1e-4),
                    f"with accum_steps={accum} the gradient of parameter {i} differs from a full-batch backward "
                    f"(your gradients are {ratio:.3f}x the size of the reference); split x and y along the batch "
                    "dimension into accum_steps equal micro-batches")
@@ -136,13 +172,15 @@ def accumulate_grads(fn):
 def clip_global_norm(fn):
     """``fn(parameters, max_norm) -> float`` must behave like ``torch.nn.utils.clip_grad_norm_``."""
     c = Check("clip_global_norm")
-    for max_norm in (0.5, 1.0, 100.0):
-        model, x, y = _tiny_gpt(seed=3)
+    g = fresh_generator()
+    seed = int(torch.randint(0, 2**30, (1,), generator=g))
+    for max_norm in (float(torch.empty(1).uniform_(0.2, 1.0, generator=g)), 1.0, 100.0):
+        model, x, y = _tiny_gpt(seed=seed)
         # A large loss scale makes the gradient norm clearly larger than 0.5 and 1.0.
         _, loss = model(x, y)
         (loss * 20).backward()
         params = list(model.parameters())
-        ref_model, _, _ = _tiny_gpt(seed=3)
+        ref_model, _, _ = _tiny_gpt(seed=seed)
         for p, q in zip(ref_model.parameters(), params):
             p.grad = q.grad.detach().clone()
         ref_norm = torch.nn.utils.clip_grad_norm_(ref_model.parameters(), max_norm).item()
@@ -188,6 +226,11 @@ def training_days(fn):
         (175e9, 300e9, 1024, 312e12, 0.4),
         (1e6, 1e6, 2, 1e11, 0.1),
     ]
+    g = fresh_generator()
+    for _ in range(2):  # numbers nobody can know in advance
+        u = torch.rand(5, generator=g).tolist()
+        cases.append((10 ** (6 + 4 * u[0]), 10 ** (9 + 3 * u[1]), int(1 + 63 * u[2]), 1e14 * (1 + 9 * u[3]),
+                      round(0.2 + 0.4 * u[4], 3)))
     for n, d, g, peak, mfu in cases:
         got = c.call(fn, n, d, g, peak, mfu)
         ref = 6 * n * d / (g * peak * mfu) / 86400
@@ -237,6 +280,19 @@ def find_loss_spike(fn):
         ([3.0], 1.5),                                    # a single value has nothing to compare with
         ([3.0, 2.0, 2.9, 2.95, 3.05], 1.5),              # 3.05 > 1.5 * 2.0
     ]
+    g = fresh_generator()
+    for _ in range(3):
+        # a slow drift: the loss falls to its lowest point, then creeps up by at most 2% a step, so
+        # no window of the last ten steps ever sees a rise of `ratio`, but the lowest loss does
+        ratio = round(float(torch.empty(1).uniform_(1.3, 1.6, generator=g)), 3)
+        low = int(torch.randint(3, 15, (1,), generator=g))
+        fall = (4.0 * torch.linspace(1, 0.5, low + 1)).tolist()
+        rise = 1 + float(torch.empty(1).uniform_(0.01, 0.02, generator=g))
+        n_up = int(math.log(ratio) / math.log(rise)) + int(torch.randint(2, 8, (1,), generator=g))
+        losses = [round(v, 4) for v in fall + [fall[-1] * rise ** (i + 1) for i in range(n_up)]]
+        cases.append((losses, ratio))
+    noisy = (3 + torch.rand(int(torch.randint(10, 30, (1,), generator=g)), generator=g)).tolist()
+    cases.append(([round(v, 4) for v in noisy], 1.2))  # random noise: a spike or none, wherever it falls
     for losses, ratio in cases:
         got = c.call(fn, list(losses), ratio)
         want = ref(losses, ratio)
@@ -252,4 +308,167 @@ def find_loss_spike(fn):
             c.fail(f"losses={losses}, ratio={ratio}: you returned {got!r}; compare each loss with the lowest "
                    "loss of all the steps before it (not only the previous one), and return the first such step")
         c.count += 1
+    c.done()
+
+
+def _toy_text(g, vocab: int, n: int) -> torch.Tensor:
+    """Token ids in which each token mostly fixes the next one: a tiny model learns it in a few steps."""
+    table = torch.randint(0, vocab, (vocab,), generator=g)
+    ids = [int(torch.randint(0, vocab, (1,), generator=g))]
+    noise = torch.rand(n, generator=g)
+    jumps = torch.randint(0, vocab, (n,), generator=g)
+    for i in range(n - 1):
+        ids.append(int(jumps[i]) if noise[i] < 0.2 else int(table[ids[-1]]))
+    return torch.tensor(ids)
+
+
+def _replay(model, batches, max_norm, lr):
+    """The run the exercise asks for, on the batches the learner's run used: (losses, norms before clipping)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99))
+    losses, norms = [], []
+    for x, y in batches:
+        _, loss = model(x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        norms.append(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm).item())
+        opt.step()
+        losses.append(loss.item())
+    return losses, norms
+
+
+def spike_run(fn):
+    """``fn(model, data, steps, max_norm, bad_step=None, seed=0, lr=3e-3, batch_size=16) -> (losses, norms)``:
+    train ``model`` in place with AdamW, one random batch of text per step, gradients clipped to
+    ``max_norm``, a batch of one repeated character at ``bad_step``; the same ``seed`` gives the same
+    batches, with or without the bad step. The check runs it on a small made-up text, watches every
+    forward pass and optimizer step, and replays the run itself on the batches it saw."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a model this small trains fastest on one thread
+    try:
+        _spike_run(fn)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _spike_run(fn):
+    import copy
+
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    from minigpt.model import GPT, GPTConfig
+
+    c = Check("spike_run")
+    g = fresh_generator()
+    vocab, T = int(torch.randint(10, 20, (1,), generator=g)), int(torch.randint(6, 12, (1,), generator=g))
+    data = _toy_text(g, vocab, 3000)
+    torch.manual_seed(int(torch.randint(0, 2**30, (1,), generator=g)))
+    model0 = GPT(GPTConfig(block_size=T, vocab_size=vocab, n_layer=1, n_head=2, n_embd=16))
+    steps, bad = int(torch.randint(20, 30, (1,), generator=g)), int(torch.randint(8, 16, (1,), generator=g))
+    seed, B, lr = int(torch.randint(0, 10_000, (1,), generator=g)), int(torch.randint(4, 9, (1,), generator=g)), 1e-2
+    # A limit near the first gradient's norm: some steps are clipped, some are not.
+    probe = copy.deepcopy(model0)
+    probe(data[:T].expand(B, T), data[1:T + 1].expand(B, T))[1].backward()
+    first = torch.sqrt(sum(p.grad.norm() ** 2 for p in probe.parameters() if p.grad is not None)).item()
+    max_norm = round(first * float(torch.empty(1).uniform_(0.5, 0.9, generator=g)), 4)
+    windows = {tuple(w.tolist()) for w in data.unfold(0, T + 1, 1)}
+    where = f"(steps={steps}, max_norm={max_norm}, seed={seed}, batch_size={B}, block_size={T})"
+
+    def run(bad_step, run_seed):
+        model = copy.deepcopy(model0)
+        batches, opt_steps = [], []
+
+        def on_forward(module, args, kwargs):
+            idx = args[0] if args else kwargs.get("idx")
+            targets = args[1] if len(args) > 1 else kwargs.get("targets")
+            if targets is not None and torch.is_grad_enabled():
+                batches.append((idx.detach().clone(), targets.detach().clone()))
+
+        def on_step(opt, args, kwargs):
+            mine = [p for grp in opt.param_groups for p in grp["params"]]
+            if {id(p) for p in mine} & {id(p) for p in model.parameters()}:
+                grads = [p.grad for p in model.parameters() if p.grad is not None]
+                norm = torch.sqrt(sum(gr.norm() ** 2 for gr in grads)).item() if grads else 0.0
+                grp = opt.param_groups[0]
+                opt_steps.append((type(opt).__name__, grp.get("lr"), tuple(grp.get("betas", ())), norm))
+
+        handles = [model.register_forward_pre_hook(on_forward, with_kwargs=True),
+                   register_optimizer_step_pre_hook(on_step)]
+        try:
+            out = c.call(fn, model, data.clone(), steps, max_norm, bad_step, run_seed, lr, B)
+        finally:
+            for h in handles:
+                h.remove()
+        try:
+            losses, norms = ([float(v) for v in part] for part in out)
+        except (TypeError, ValueError):
+            c.fail(f"return two lists of numbers, (losses, norms), got {type(out).__name__}")
+        c.that(len(losses) == steps and len(norms) == steps,
+               f"with steps={steps} return one loss and one gradient norm per step; you returned "
+               f"{len(losses)} losses and {len(norms)} norms")
+        c.that(len(batches) == steps,
+               f"with steps={steps} your function ran the model on {len(batches)} training batches; run one "
+               "forward pass (with targets) per step, on the model you are given")
+        c.that(len(opt_steps) == steps,
+               f"with steps={steps} your optimizer stepped {len(opt_steps)} times; step it once per step")
+        name, opt_lr, betas, _ = opt_steps[0]
+        c.that(name == "AdamW" and opt_lr == lr and betas == (0.9, 0.99),
+               f"you trained with {name}(lr={opt_lr}, betas={betas}); the exercise asks for "
+               f"AdamW(lr=lr, betas=(0.9, 0.99)) with lr={lr}")
+        return losses, norms, batches, [s[3] for s in opt_steps]
+
+    def is_text(x, y):
+        return all(tuple(a.tolist()) + (int(b[-1]),) in windows and bool((a[1:] == b[:-1]).all())
+                   for a, b in zip(x, y))
+
+    clean = run(None, seed)
+    for t, (x, y) in enumerate(clean[2]):
+        c.that(tuple(x.shape) == (B, T) and tuple(y.shape) == (B, T),
+               f"{where}: step {t}'s batch has shape {tuple(x.shape)}; draw batch_size rows of "
+               "model.config.block_size tokens")
+        c.that(is_text(x, y), f"{where}: at step {t} without a bad step, your batch is not windows of `data` "
+                              "with y = x shifted by one token; draw every clean batch from the text")
+    again = run(None, seed)
+    c.that(all(torch.equal(a[0], b[0]) for a, b in zip(clean[2], again[2])) and clean[0] == again[0],
+           f"{where}: two runs with the same seed saw different batches or gave different losses; draw the "
+           "batches from a generator seeded with `seed`, so that runs can be compared step by step")
+    other = run(None, seed + 1)
+    c.that(not torch.equal(clean[2][0][0], other[2][0][0]),
+           f"{where}: seed={seed} and seed={seed + 1} gave the same first batch; the batches must depend on `seed`")
+
+    spiked = run(bad, seed)
+    x, y = spiked[2][bad]
+    c.that(x.unique().numel() == 1 and torch.equal(x, y),
+           f"{where}, bad_step={bad}: the batch at the bad step should be one character repeated, in x and y "
+           "alike (a shard of one repeated byte)")
+    same = [torch.equal(a[0], b[0]) for a, b in zip(clean[2], spiked[2])]
+    c.that(all(same[:bad]), f"{where}, bad_step={bad}: before the bad step the run saw other batches than the run "
+                            "without one; with the same seed both runs must see the same batches")
+    after = [t for t in range(bad + 1, steps) if not same[t]]
+    c.that(not after,
+           f"{where}, bad_step={bad}: after the bad step your run saw other text batches than the run without "
+           f"one (first at step {after[0] if after else ''}), so a comparison of the two would mix the bad "
+           "batch's effect with different data; draw the bad batch without disturbing the stream of clean "
+           "batches")
+
+    for label, (losses, norms, batches, step_norms) in (("without a bad step", clean),
+                                                        (f"with bad_step={bad}", spiked)):
+        for t, n_step in enumerate(step_norms):
+            if n_step > max_norm * (1 + 1e-4) + 1e-6:
+                c.fail(f"{where}, {label}: at step {t} the gradients reached the optimizer with norm "
+                       f"{n_step:.4g} > max_norm; clip them after backward() and before opt.step()")
+        ref_losses, ref_norms = _replay(copy.deepcopy(model0), batches, max_norm, lr)
+        for t in range(steps):
+            if not math.isclose(losses[t], ref_losses[t], rel_tol=1e-4, abs_tol=1e-5):
+                c.fail(f"{where}, {label}: your loss at step {t} is {losses[t]:.5f}, but a replay of your batches "
+                       "(AdamW, gradients zeroed, computed, clipped to max_norm, then one step) gives another; "
+                       "return each step's training loss, and check the order of the steps in your loop")
+            c.count += 1
+            if not math.isclose(norms[t], ref_norms[t], rel_tol=1e-3, abs_tol=1e-6):
+                if math.isclose(norms[t], min(ref_norms[t], max_norm), rel_tol=1e-3):
+                    c.fail(f"{where}, {label}: at step {t} you logged the norm after clipping ({norms[t]:.4g}); "
+                           "log the norm measured before clipping, so that the spike shows")
+                c.fail(f"{where}, {label}: the gradient norm you logged at step {t} ({norms[t]:.4g}) differs from "
+                       "a replay of your batches, which computes each step's gradients afresh and measures their "
+                       "global norm before clipping")
+            c.count += 1
     c.done()

@@ -145,9 +145,14 @@ def lens_logits(fn):
         if not torch.allclose(got, ref, atol=1e-4):
             with torch.no_grad():
                 if torch.allclose(got, model.lm_head(x), atol=1e-4):
-                    c.fail("apply the final LayerNorm (model.transformer.ln_f) before the output head, "
-                           "as the model itself does after its last block")
-            c.fail("the logits differ from ln_f followed by lm_head on the same residual")
+                    # the symptom: these logits grow with the stream, the model's own reading does not
+                    bigger = torch.as_tensor(c.call(fn, model, 2 * x)).detach()
+                    c.fail(f"your logits change scale with the residual stream (doubling the stream takes their "
+                           f"std from {got.std():.2f} to {bigger.std():.2f}), while the model's own logits do not; "
+                           "look at what GPT.forward does to the stream between the last block and lm_head")
+            bad = ~torch.isclose(got, ref, atol=1e-4)
+            c.fail(f"your logits differ from the model's own reading of the same residual stream (what GPT.forward "
+                   f"computes from the stream after its last block) at {int(bad.sum())} of {bad.numel()} entries")
         c.count += 1
         # and at the last layer it must agree with the model's own logits
         idx = torch.randint(0, model.config.vocab_size, (1, 6), generator=g)
