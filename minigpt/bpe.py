@@ -132,13 +132,23 @@ class BPETokenizer:
     """A trained byte-level BPE: ``merges`` in rank order, an optional split pattern, special tokens.
 
     Token ids 0-255 are the bytes; merge ``i`` creates id ``256 + i``; special tokens come after.
+    ``byte_order[i]`` is the byte that id ``i`` < 256 stands for: by default id b is byte b, but
+    GPT-2 numbers its 256 byte tokens in another order (see :func:`gpt2_tokenizer`).
     """
 
-    def __init__(self, merges=(), pattern: str | None = "gpt4", special_tokens: dict[str, int] | None = None):
+    def __init__(self, merges=(), pattern: str | None = "gpt4", special_tokens: dict[str, int] | None = None,
+                 byte_order=None):
         self.pattern = _resolve_pattern(pattern)
         self._compiled = regex.compile(self.pattern) if self.pattern else None
+        order = list(range(256)) if byte_order is None else [_as_id(b) for b in byte_order]
+        if sorted(x for x in order if x is not None) != list(range(256)) or len(order) != 256:
+            raise ValueError("byte_order must list each of the 256 byte values 0-255 once (the byte each id "
+                             "0-255 stands for)")
+        self.byte_order = order
+        # bytes.translate turns a chunk's bytes into the ids of its byte tokens in one C call
+        self._byte_ids = bytes(order.index(b) for b in range(256))
         self.merges: dict[tuple[int, int], int] = {}
-        self.vocab: dict[int, bytes] = {i: bytes([i]) for i in range(256)}
+        self.vocab: dict[int, bytes] = {i: bytes([order[i]]) for i in range(256)}
         for i, pair in enumerate(merges):
             try:
                 ids = [] if isinstance(pair, (str, bytes, dict)) else [_as_id(x) for x in pair]
@@ -203,7 +213,7 @@ class BPETokenizer:
 
     def _encode_chunk(self, chunk: bytes) -> list[int]:
         # Merge the pair with the lowest rank (earliest merge) until no pair is a merge.
-        ids = list(chunk)
+        ids = list(chunk.translate(self._byte_ids))
         merges = self.merges
         while len(ids) >= 2:
             best, best_rank = None, None
@@ -283,13 +293,16 @@ class BPETokenizer:
 
     # ---- save / load / interop ----------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {
+        d = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
             "pattern": self.pattern,
             "merges": [list(p) for p in self.merges],  # dicts keep insertion (= rank) order
             "special_tokens": self.special_tokens,
         }
+        if self.byte_order != list(range(256)):
+            d["byte_order"] = self.byte_order  # only when it is not the identity (GPT-2's tokenizer)
+        return d
 
     @classmethod
     def from_dict(cls, d) -> BPETokenizer:
@@ -322,7 +335,10 @@ class BPETokenizer:
             if _as_id(i) is None:
                 raise ValueError(f"not a BPE tokenizer: special token {s!r} has id {json.dumps(i)}, but ids "
                                  "must be whole numbers")
-        return cls(merges, pattern=pattern, special_tokens=special)
+        byte_order = d.get("byte_order")
+        if byte_order is not None and not isinstance(byte_order, list):
+            raise ValueError("not a BPE tokenizer: 'byte_order' must be a list of the 256 byte values")
+        return cls(merges, pattern=pattern, special_tokens=special, byte_order=byte_order)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the tokenizer as JSON (atomically): pattern, merges in rank order, special tokens."""
@@ -478,6 +494,60 @@ def train(text: str, vocab_size: int, pattern: str | None = "gpt4",
     """
     return BPETokenizer.train(text, vocab_size, pattern=pattern, special_tokens=special_tokens,
                               progress=progress, verbose=verbose)
+
+
+# ---- GPT-2's released tokenizer ------------------------------------------------------------------
+GPT2_EOT = "<|endoftext|>"
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's table from each byte to a printable character, in which its files spell every token.
+
+    Printable Latin-1 bytes stand for themselves; the other 68 (control bytes, space, ...) are moved
+    to U+0100 and up, in byte order: the space (byte 32) is spelled "Ġ", the newline "Ċ".
+    """
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    moved = [b for b in range(256) if b not in keep]
+    table = {b: chr(b) for b in keep}
+    table.update({b: chr(256 + n) for n, b in enumerate(moved)})
+    return table
+
+
+def gpt2_tokenizer(encoder_path=None, vocab_path=None) -> BPETokenizer:
+    """GPT-2's tokenizer as a :class:`BPETokenizer` whose ids are GPT-2's (50,257 tokens).
+
+    Reads the released ``encoder.json`` (token text -> id) and ``vocab.bpe`` (merges in rank order),
+    by default from the data registry (``gpt2-encoder``, ``gpt2-vocab``: offline folder, cache or
+    download), and undoes the byte-to-unicode table. GPT-2's ids 0-255 are its single bytes in
+    the table's order, merge ``i`` makes id ``256 + i``, and ``<|endoftext|>`` is 50256.
+    """
+    from . import data
+
+    encoder_path = Path(encoder_path) if encoder_path else data.path("gpt2-encoder")
+    vocab_path = Path(vocab_path) if vocab_path else data.path("gpt2-vocab")
+    try:
+        encoder = json.loads(encoder_path.read_text(encoding="utf-8"))
+        lines = vocab_path.read_text(encoding="utf-8").split("\n")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"cannot read GPT-2's tokenizer files {encoder_path} and {vocab_path}: {e}") from None
+    if not isinstance(encoder, dict):
+        raise ValueError(f"{encoder_path} is not GPT-2's encoder.json (a JSON object of token -> id)")
+    decoder = {ch: b for b, ch in bytes_to_unicode().items()}
+    byte_order = [None] * 256
+    for ch, b in decoder.items():
+        i = encoder.get(ch)
+        if not isinstance(i, int) or not 0 <= i < 256:
+            raise ValueError(f"{encoder_path}: the single byte {b} has id {i!r}; GPT-2 gives its 256 bytes ids 0-255")
+        byte_order[i] = b
+    merges = []
+    pairs = [ln.split(" ") for ln in lines[1:] if ln and not ln.startswith("#version")]  # line 0: #version
+    for rank, pair in enumerate(pairs):
+        if len(pair) != 2 or any(t not in encoder for t in pair) or encoder.get(pair[0] + pair[1]) != 256 + rank:
+            raise ValueError(f"{vocab_path}: merge {rank} {' '.join(pair)!r} does not match {encoder_path.name} "
+                             f"(expected two known tokens whose join has id {256 + rank})")
+        merges.append((encoder[pair[0]], encoder[pair[1]]))
+    special = {t: i for t, i in encoder.items() if i >= 256 + len(merges)}
+    return BPETokenizer(merges, pattern="gpt2", special_tokens=special, byte_order=byte_order)
 
 
 # ---- the `tokenizers` library, for comparison -------------------------------------------------------

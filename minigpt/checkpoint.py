@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from .bpe import FORMAT as BPE_FORMAT
+from .bpe import BPETokenizer
 from .model import GPT, GPTConfig
 from .tokenizer import CharTokenizer
 from .utils import os_error_message, pid_alive, sha256_file, write_json_atomic
@@ -42,7 +44,7 @@ class Checkpoint:
     """What :func:`load_checkpoint` returns: a ready model and everything needed to resume."""
 
     model: GPT
-    tokenizer: CharTokenizer
+    tokenizer: CharTokenizer | BPETokenizer
     model_config: GPTConfig
     train_config: dict
     step: int
@@ -70,7 +72,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def save_checkpoint(out_dir, model: GPT, tokenizer: CharTokenizer, step: int, *, train_config: dict,
+def tokenizer_from_dict(d: dict) -> CharTokenizer | BPETokenizer:
+    """The tokenizer saved in a checkpoint's meta: a byte-level BPE (``format: minigpt-bpe``) or,
+    as in every checkpoint written before BPE models, a :class:`CharTokenizer` (``type: char``)."""
+    if isinstance(d, dict) and d.get("format") == BPE_FORMAT:
+        return BPETokenizer.from_dict(d)
+    return CharTokenizer.from_dict(d)
+
+
+def save_checkpoint(out_dir, model: GPT, tokenizer: CharTokenizer | BPETokenizer, step: int, *, train_config: dict,
                     state: dict | None = None, history: list | None = None, extra: dict | None = None,
                     keep: int = 1) -> Path:
     """Write a checkpoint of ``model`` at ``step`` into ``out_dir`` atomically; return its folder.
@@ -277,7 +287,7 @@ def load_checkpoint(path, device="cpu", load_state: bool = True) -> Checkpoint:
     ckpt = Path(meta["_dir"])
     try:
         model_config = GPTConfig.from_dict(meta["model_config"])
-        tokenizer = CharTokenizer.from_dict(meta["tokenizer"])
+        tokenizer = tokenizer_from_dict(meta["tokenizer"])
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{ckpt / 'meta.json'} lacks a valid model config or tokenizer ({e})") from None
     if tokenizer.vocab_size != model_config.vocab_size:

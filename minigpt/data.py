@@ -64,6 +64,24 @@ DATASETS: dict[str, DataSet] = {
         sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
         description="40,000 lines of Shakespeare's plays, 65 distinct characters",
     ),
+    # GPT-2's released tokenizer (read by minigpt.bpe.gpt2_tokenizer): the same files tiktoken's
+    # "gpt2" encoding and Hugging Face's "gpt2" tokenizer are built from.
+    "gpt2-encoder": DataSet(
+        name="gpt2-encoder",
+        filename="gpt2-encoder.json",
+        url="https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",
+        size=1042301,
+        sha256="196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+        description="GPT-2's vocabulary: 50,257 token texts (through its byte-to-unicode table) -> ids",
+    ),
+    "gpt2-vocab": DataSet(
+        name="gpt2-vocab",
+        filename="gpt2-vocab.bpe",
+        url="https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
+        size=456318,
+        sha256="1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+        description="GPT-2's 50,000 BPE merges in rank order",
+    ),
 }
 
 NAMES_SPLIT_SEED = 42

@@ -55,6 +55,8 @@ class TrainConfig:
     activation: str = "gelu_tanh"  # the MLP's GELU: "gelu_tanh" (GPT-2's) or "gelu" (exact; cheaper on CPU)
     # data and batch
     dataset: str = "tinyshakespeare"
+    tokenizer: str = "char"  # "char" (one token per character) or "bpe" (byte-level BPE trained on the train split)
+    vocab_size: int | None = None  # for "bpe": 256 bytes + merges; "char" takes the text's characters
     batch_size: int = 12  # sequences per micro-batch, per process
     grad_accum_steps: int = 1  # micro-batches per optimizer step
     # optimizer and schedule
@@ -75,7 +77,7 @@ class TrainConfig:
     seed: int = 1337
     # speed
     compile: bool | None = None  # torch.compile; None: on for CUDA, off for CPU and MPS
-    dtype: str = "auto"  # "auto" (bf16 on CUDA if supported, else fp16; fp32 on CPU/MPS), or a dtype name
+    dtype: str = "auto"  # "auto": bf16 (else fp16) on CUDA, fp32 on MPS, on a CPU bf16 where a probe finds it faster
 
     def __post_init__(self):
         for name in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum_steps",
@@ -98,6 +100,11 @@ class TrainConfig:
                              f"or None for the whole validation split; got {self.eval_tokens}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"TrainConfig.dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
+        if self.tokenizer not in ("char", "bpe"):
+            raise ValueError(f"TrainConfig.tokenizer must be 'char' or 'bpe', got {self.tokenizer!r}")
+        if self.tokenizer == "bpe" and (not isinstance(self.vocab_size, int) or self.vocab_size < 256):
+            raise ValueError(f"TrainConfig.vocab_size must be an integer >= 256 for a byte-level BPE (256 bytes + "
+                             f"merges), got {self.vocab_size!r}")
         # the model's own checks (e.g. n_embd divisible by n_head) with a placeholder vocabulary
         self.model_config(65)
 
@@ -141,6 +148,18 @@ PRESETS: dict[str, TrainConfig] = {
         weight_decay=0.1, beta2=0.99, eval_interval=250, eval_tokens=None,
         out_dir="runs/shakespeare-char-gpu",
     ),
+    # Lesson 10's subword GPT: the CPU recipe's model on byte-level BPE tokens (minigpt.bpe with GPT-2's
+    # pre-split, 1024 = 256 bytes + 768 merges learned from the train split: 2.26 characters per val
+    # token). A context of 64 tokens covers ~145 characters; the bigger softmax halves the tokens/s, so
+    # 1800 steps take about as long on this CPU as the char recipe's 3500. Dropout 0.1: the run makes
+    # ~9 passes over the 411k training tokens.
+    "shakespeare-bpe-cpu": TrainConfig(
+        n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.1, batch_size=32,
+        tokenizer="bpe", vocab_size=1024,
+        max_iters=1800, learning_rate=2e-3, min_lr=2e-4, warmup_iters=100, lr_decay_iters=None,
+        weight_decay=0.1, beta2=0.99, eval_interval=300, eval_tokens=None,
+        out_dir="runs/shakespeare-bpe-cpu",
+    ),
     # A few seconds anywhere: for tests and trying the command line.
     "tiny": TrainConfig(
         n_layer=2, n_head=2, n_embd=32, block_size=32, dropout=0.0, batch_size=8,
@@ -155,6 +174,17 @@ def get_preset(name: str) -> TrainConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
     return dataclasses.replace(PRESETS[name])
+
+
+def make_tokenizer(cfg: TrainConfig, text: dict[str, str]):
+    """The tokenizer of a new run: the characters of the whole text (``char``), or a byte-level BPE
+    with ``cfg.vocab_size`` tokens learned from the train split alone (``bpe``; seconds). The BPE
+    pre-splits text as GPT-2 does, so transformers' GPT2Tokenizer reads it once exported."""
+    if cfg.tokenizer == "bpe":
+        from .bpe import train as train_bpe
+
+        return train_bpe(text["train"], cfg.vocab_size, pattern="gpt2")
+    return CharTokenizer.from_text(text["train"] + text["val"])
 
 
 # --------------------------------------------------------------------------- schedule and FLOPs
@@ -273,11 +303,14 @@ class TrainResult:
     steps: int = 0
     out_dir: str | None = None
     device: str = "cpu"
+    dtype: str = "float32"  # the precision the run used ("auto" resolved)
+    dtype_reason: str = ""  # and why (see minigpt.precision)
 
     def summary(self) -> dict:
         return {"val_loss": self.val_loss, "best_val_loss": self.best_val_loss, "train_loss": self.train_loss, "tokens_per_s": self.tokens_per_s,
                 "mfu": self.mfu, "seconds": self.seconds, "steps": self.steps, "out_dir": self.out_dir,
-                "device": self.device, "params": self.model.num_params()}
+                "device": self.device, "dtype": self.dtype, "dtype_reason": self.dtype_reason,
+                "params": self.model.num_params()}
 
 
 class TrainingError(RuntimeError):
@@ -358,15 +391,11 @@ def _set_rng_state(state: dict) -> None:
 
 # --------------------------------------------------------------------------- the trainer
 
-def _resolve_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype:
-    if cfg.dtype != "auto":
-        dtype = getattr(torch, cfg.dtype)
-        if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
-            raise ValueError("dtype bfloat16 was asked for, but this GPU does not support it; use float16")
-        return dtype
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+def _resolve_dtype(cfg: TrainConfig, device: torch.device, model: GPT | None = None) -> tuple[torch.dtype, str]:
+    """The run's dtype and why (see :mod:`minigpt.precision`: on a CPU "auto" probes bf16)."""
+    from .precision import choose_dtype
+
+    return choose_dtype(cfg.dtype, device, model, batch_size=cfg.batch_size, block_size=cfg.block_size)
 
 
 def _enable_tf32(on: bool = True) -> None:
@@ -489,7 +518,7 @@ def _train(cfg, device, progress, resume, text, rank, world) -> TrainResult:
         ckpt = load_checkpoint(cfg.out_dir, device="cpu")
         tokenizer = ckpt.tokenizer
     else:
-        tokenizer = CharTokenizer.from_text(text["train"] + text["val"])
+        tokenizer = make_tokenizer(cfg, text)
     train_data = torch.tensor(tokenizer.encode(text["train"]), dtype=torch.long)
     val_data = torch.tensor(tokenizer.encode(text["val"]), dtype=torch.long)
     for name, d in (("training", train_data), ("validation", val_data)):
@@ -514,7 +543,13 @@ def _train(cfg, device, progress, resume, text, rank, world) -> TrainResult:
         model.load_state_dict(ckpt.model.state_dict())
     model.to(device)
     torch.manual_seed(cfg.seed + rank)  # dropout differs across ranks, as with one big batch
-    dtype = _resolve_dtype(cfg, device)
+    dtype, dtype_reason = _resolve_dtype(cfg, device, model)
+    if world > 1 and cfg.dtype == "auto" and device.type == "cpu":  # every process must agree
+        votes = _all_reduce_sum(torch.tensor(float(dtype == torch.bfloat16)), world)
+        if dtype == torch.bfloat16 and int(votes) < world:
+            dtype, dtype_reason = torch.float32, "float32: not every process found bf16 faster"
+    if progress and master:
+        print(f"precision: {dtype_reason}", flush=True)
     if device.type == "cuda":
         _enable_tf32()
     autocast = (torch.autocast(device_type=device.type, dtype=dtype) if dtype != torch.float32
@@ -587,7 +622,7 @@ def _train(cfg, device, progress, resume, text, rank, world) -> TrainResult:
             return None
         model.eval()
         g = torch.Generator(device="cpu").manual_seed(cfg.seed)  # its own generator: training RNG untouched
-        start = "\n" if "\n" in tokenizer.stoi else tokenizer.chars[0]
+        start = "\n" if not isinstance(tokenizer, CharTokenizer) or "\n" in tokenizer.stoi else tokenizer.chars[0]
         idx = torch.tensor([tokenizer.encode(start)], dtype=torch.long, device=device)
         out = model.generate(idx, cfg.sample_tokens, temperature=0.8, top_k=None, generator=g)
         model.train()
@@ -613,10 +648,12 @@ def _train(cfg, device, progress, resume, text, rank, world) -> TrainResult:
             if scaler.is_enabled():
                 state["scaler"] = scaler.state_dict()
             save_checkpoint(cfg.out_dir, model, tokenizer, step, train_config=cfg.to_dict(), state=state,
-                            history=history, extra=extra or {})
+                            history=history, extra={"dtype": result.dtype, "dtype_reason": dtype_reason,
+                                                    **(extra or {})})
 
     result = TrainResult(model=model, tokenizer=tokenizer, config=cfg, history=history,
-                         out_dir=cfg.out_dir, device=str(device), steps=start_step)
+                         out_dir=cfg.out_dir, device=str(device), steps=start_step,
+                         dtype=str(dtype).removeprefix("torch."), dtype_reason=dtype_reason)
     bar = tqdm(total=cfg.max_iters, initial=start_step, desc="train", disable=not progress,
                dynamic_ncols=True, file=sys.stdout)
     model.train()

@@ -404,3 +404,99 @@ def test_cli_encode_bad_merge_in_model(tmp_path, capsys):
     path.write_text(json.dumps(_model(merges=[[104.7, 101]])), encoding="utf-8")
     assert cli.main(["bpe", "encode", "--model", str(path), "he"]) == 2
     assert "merge 0 is [104.7, 101]" in _one_line_error(capsys)
+
+
+# ---- GPT-2's released tokenizer ---------------------------------------------------------------------
+GPT2_TEXTS = {
+    "english": "Hello world! I'm 12345 years old. Don't panic; it's fine, isn't it?",
+    "code": "def f(x):\n    return {'a': x ** 2}  # square\n\tif x != 0: pass\n",
+    "chinese": "语言模型根据前面的文字预测下一个字。你好，世界！",
+    "emoji": "emoji 🤗🎉 and a family 👩‍👩‍👧 done 😀",
+    "whitespace": "a    b\n\n\n   \t\t c   \r\n  \u00a0 end   ",
+    "endoftext": "first document<|endoftext|>second document",
+    "mixed": MIXED,
+}
+
+
+@pytest.fixture(scope="module")
+def gpt2():
+    return bpe.gpt2_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def tiktoken_gpt2():
+    """tiktoken's GPT-2 encoding, built by tiktoken's own loader from the same two files (offline:
+    ``tiktoken.get_encoding("gpt2")`` would download them)."""
+    tiktoken = pytest.importorskip("tiktoken")
+    from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+    from tiktoken_ext.openai_public import r50k_pat_str
+
+    ranks = data_gym_to_mergeable_bpe_ranks(str(data.path("gpt2-vocab")), str(data.path("gpt2-encoder")))
+    return tiktoken.Encoding("gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks,
+                             special_tokens={"<|endoftext|>": 50256})
+
+
+@pytest.fixture(scope="module")
+def hf_gpt2(tmp_path_factory):
+    """transformers' GPT2TokenizerFast from the same files (named as on the Hub: vocab.json, merges.txt)."""
+    import shutil
+
+    from transformers import GPT2TokenizerFast
+
+    d = tmp_path_factory.mktemp("gpt2-tokenizer")
+    shutil.copy(data.path("gpt2-encoder"), d / "vocab.json")
+    shutil.copy(data.path("gpt2-vocab"), d / "merges.txt")
+    return GPT2TokenizerFast.from_pretrained(d)
+
+
+def test_gpt2_tokenizer_has_gpt2s_vocabulary(gpt2):
+    assert gpt2.vocab_size == 50257 and len(gpt2.merges) == 50000
+    assert gpt2.special_tokens == {"<|endoftext|>": 50256}
+    assert gpt2.pattern == bpe.GPT2_SPLIT_PATTERN
+    assert gpt2.token_bytes(0) == b"!" and gpt2.token_bytes(220) == b" " and gpt2.token_bytes(198) == b"\n"
+    assert gpt2.encode("Hello world") == [15496, 995]  # the ids every GPT-2 tutorial shows
+
+
+@pytest.mark.parametrize("kind", sorted(GPT2_TEXTS))
+def test_gpt2_ids_equal_tiktoken_and_transformers(gpt2, tiktoken_gpt2, hf_gpt2, kind):
+    text = GPT2_TEXTS[kind]
+    ours = gpt2.encode(text, allowed_special="all")
+    assert ours == tiktoken_gpt2.encode(text, allowed_special="all")
+    assert ours == hf_gpt2(text)["input_ids"]
+    assert gpt2.decode(ours) == text
+    if kind == "endoftext":
+        assert 50256 in ours and 50256 not in gpt2.encode(text)  # ordinary text unless allowed
+
+
+def test_gpt2_ids_equal_tiktoken_on_shakespeare_and_random_unicode(gpt2, tiktoken_gpt2, shakespeare):
+    rng = random.Random(7)
+    for text in [shakespeare[:50_000], *(random_unicode(rng, 300) for _ in range(5))]:
+        assert gpt2.encode(text) == tiktoken_gpt2.encode_ordinary(text)
+
+
+def test_bytes_to_unicode_is_gpt2s_table():
+    table = bpe.bytes_to_unicode()
+    assert len(set(table.values())) == 256
+    assert table[ord("A")] == "A" and table[32] == "Ġ" and table[10] == "Ċ"
+    assert all(ch.isprintable() and not ch.isspace() for ch in table.values())
+
+
+def test_byte_order_survives_save_and_load(gpt2, tmp_path):
+    small = bpe.BPETokenizer(list(gpt2.merges)[:300], pattern="gpt2", byte_order=gpt2.byte_order)
+    small.save(tmp_path / "t.json")
+    again = bpe.BPETokenizer.load(tmp_path / "t.json")
+    assert again.byte_order == gpt2.byte_order and again.encode(MIXED) == small.encode(MIXED)
+    assert again.decode(again.encode(MIXED)) == MIXED
+    assert small.encode("!") == [0] and small.encode(" ") == [220]  # GPT-2's byte ids, not the byte values
+
+
+def test_bad_byte_order_is_refused():
+    with pytest.raises(ValueError, match="byte_order"):
+        bpe.BPETokenizer([], byte_order=[0] * 256)
+
+
+def test_a_wrong_gpt2_merges_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "vocab.bpe"
+    bad.write_text("#version: 0.2\nĠ t\nh e\n", encoding="utf-8")  # the second merge is not GPT-2's
+    with pytest.raises(ValueError, match="merge 1"):
+        bpe.gpt2_tokenizer(data.path("gpt2-encoder"), bad)

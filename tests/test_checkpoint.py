@@ -225,3 +225,47 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     assert killed_at >= 10 and b["steps"] == a["steps"] == 120
     assert b["val_loss"] == pytest.approx(a["val_loss"], abs=1e-6)
     assert b["train_loss"] == pytest.approx(a["train_loss"], abs=1e-6)
+
+
+# ---- byte-level BPE runs (lesson 10) ----------------------------------------------------------------
+def test_bpe_run_saves_and_loads_its_tokenizer(tmp_path, text):
+    from minigpt.bpe import BPETokenizer
+
+    out = tmp_path / "bpe"
+    result = train(cfg(out, tokenizer="bpe", vocab_size=300), device="cpu", progress=False, text=text)
+    ck = load_checkpoint(out)
+    assert isinstance(ck.tokenizer, BPETokenizer) and ck.tokenizer.vocab_size == 300 == ck.model_config.vocab_size
+    sample = text["val"][:500] + " 语言 😀"
+    assert ck.tokenizer.encode(sample) == result.tokenizer.encode(sample)
+    assert ck.train_config["tokenizer"] == "bpe" and ck.train_config["vocab_size"] == 300
+    # resuming a BPE run keeps its tokenizer (not retrained) and continues the same run
+    more = train(dataclasses.replace(cfg(out, tokenizer="bpe", vocab_size=300), max_iters=12), device="cpu",
+                 progress=False, text=text, resume=True)
+    assert more.steps == 12 and more.tokenizer.to_dict() == ck.tokenizer.to_dict()
+
+
+def test_checkpoints_from_before_bpe_still_load_as_char(run, tmp_path):
+    """Older runs have neither tokenizer nor vocab_size in their train config; they stay char runs."""
+    from minigpt.pretrained import inspect_run
+    from minigpt.tokenizer import CharTokenizer
+    from minigpt.train import TrainConfig
+
+    dst, ckpt = copy_run(run, tmp_path)
+    meta = json.loads((ckpt / "meta.json").read_text())
+    for key in ("tokenizer", "vocab_size"):
+        meta["train_config"].pop(key)
+    (ckpt / "meta.json").write_text(json.dumps(meta))
+    ck = load_checkpoint(dst)
+    assert isinstance(ck.tokenizer, CharTokenizer)
+    saved = TrainConfig.from_dict(ck.train_config)
+    assert saved.tokenizer == "char" and saved.vocab_size is None
+    assert inspect_run(dataclasses.replace(saved, out_dir=str(dst))) == ("done", "step 10")
+
+
+def test_bpe_settings_are_checked():
+    from minigpt.train import TrainConfig
+
+    with pytest.raises(ValueError, match="vocab_size"):
+        TrainConfig(tokenizer="bpe")
+    with pytest.raises(ValueError, match="'char' or 'bpe'"):
+        TrainConfig(tokenizer="word")

@@ -16,6 +16,7 @@ import pytest
 
 from minigpt import data
 from minigpt.cli import main as cli_main
+from minigpt.utils import sha256_file
 
 GOOD = b"anna\nbob\ncarla\n" * 50
 GOOD_SHA = hashlib.sha256(GOOD).hexdigest()
@@ -272,13 +273,22 @@ def test_corrupt_cache_file_is_replaced(tiny_registry):
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(data.DataError, match="known data sets: names, tinyshakespeare"):
+    with pytest.raises(data.DataError, match="known data sets: gpt2-encoder, gpt2-vocab, names, tinyshakespeare"):
         data.dataset("shakespear")
 
 
 def test_registry_matches_the_course_data():
     assert data.DATASETS["names"].size == 228145
     assert data.DATASETS["tinyshakespeare"].sha256.startswith("86c4e6aa9db7")
+    assert data.DATASETS["gpt2-encoder"].size == 1042301 and data.DATASETS["gpt2-vocab"].size == 456318
+    assert data.DATASETS["gpt2-vocab"].sha256.startswith("1ce1664773c5")
+
+
+def test_gpt2_tokenizer_files_come_from_the_offline_folder_with_their_checksums():
+    for name, filename in (("gpt2-encoder", "gpt2-encoder.json"), ("gpt2-vocab", "gpt2-vocab.bpe")):
+        path, source = data.locate(name, download_missing=False)
+        assert source in ("offline", "cache") and path.name == filename
+        assert sha256_file(path) == data.DATASETS[name].sha256
 
 
 def test_names_split_is_fixed_and_80_10_10():
@@ -304,7 +314,7 @@ def test_cli_data_json_last_line_is_one_object(capsys):
     assert cli_main(["data", "--json"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     info = json.loads(out[-1])
-    assert [d["name"] for d in info["datasets"]] == ["names", "tinyshakespeare"]
+    assert [d["name"] for d in info["datasets"]] == ["gpt2-encoder", "gpt2-vocab", "names", "tinyshakespeare"]
     assert all(d["sha256_ok"] for d in info["datasets"])
 
 

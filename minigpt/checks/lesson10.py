@@ -1,0 +1,192 @@
+"""Checks for lesson 10 (Hugging Face transformers): mapping ``generate``'s arguments to lesson 08's
+sampler, converting a state dict to GPT-2's layout by hand, bits per character, and undoing GPT-2's
+byte-to-unicode spelling.
+
+Every check draws fresh inputs (a new seed each call): random arguments, random small models,
+random byte strings, so an answer that only fits one input cannot pass.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._core import Check, fresh_generator
+
+__all__ = ["generate_kwargs", "hf_state_dict", "bits_per_char", "unspell"]
+
+
+# ---- 1. generate's arguments -> minigpt.generate ------------------------------------------------------
+def _ref_generate_kwargs(hf: dict, prompt_len: int) -> dict:
+    new = hf["max_new_tokens"] if hf.get("max_new_tokens") is not None else hf["max_length"] - prompt_len
+    sampling = hf.get("do_sample", False)
+    top_k = hf.get("top_k")
+    top_p = hf.get("top_p")
+    return {"max_new_tokens": new, "temperature": hf.get("temperature", 1.0) if sampling else 0,
+            "top_k": top_k if sampling and top_k else None,
+            "top_p": top_p if sampling and top_p is not None and top_p < 1 else None,
+            "repetition": hf.get("repetition_penalty", 1.0)}
+
+
+def _draw_generate_cases(g) -> list[tuple[dict, int, str]]:
+    def r(lo, hi):
+        return int(torch.randint(lo, hi, (1,), generator=g))
+
+    p = r(3, 12)
+    temp = round(0.3 + r(0, 12) / 10, 1)
+    return [
+        ({"max_length": p + r(10, 40)}, p, "greedy with max_length only"),
+        ({"max_length": p + r(10, 40), "do_sample": True, "temperature": temp, "top_k": r(5, 60)}, p,
+         "sampling with temperature and top_k"),
+        ({"max_new_tokens": r(5, 30), "max_length": 200, "do_sample": True, "top_p": 0.9}, p,
+         "max_new_tokens and max_length both given"),
+        ({"max_length": p + 20, "do_sample": True, "top_k": 0, "temperature": temp}, p, "sampling with top_k=0"),
+        ({"max_length": p + 20, "temperature": temp, "top_k": 40, "repetition_penalty": 1.3}, p,
+         "temperature and top_k given without do_sample"),
+    ]
+
+
+def generate_kwargs(fn):
+    """``fn(hf_kwargs, prompt_len)``: the keyword arguments of ``minigpt.generate`` (``max_new_tokens``,
+    ``temperature``, ``top_k``, ``top_p``, ``repetition``) that do what ``model.generate(**hf_kwargs)`` does."""
+    from ..generate import check_sampling_args
+
+    c = Check("generate_kwargs")
+    for hf, p, what in _draw_generate_cases(fresh_generator()):
+        got = c.call(fn, dict(hf), p)
+        c.that(isinstance(got, dict), f"return a dict of minigpt.generate's arguments, got {type(got).__name__}")
+        ref = _ref_generate_kwargs(hf, p)
+        missing = [k for k in ref if k not in got]
+        c.that(not missing, f"for {what} the dict lacks {missing}; give all of {list(ref)}")
+        try:
+            check_sampling_args(got["temperature"], got["top_k"], got["top_p"], got["repetition"], 0.0,
+                                got["max_new_tokens"])
+        except ValueError as e:
+            c.fail(f"for {what}, minigpt.generate would refuse your arguments: {e}")
+        c.that(got["max_new_tokens"] == ref["max_new_tokens"],
+               f"for {what} max_new_tokens is {got['max_new_tokens']}: max_length counts the prompt's "
+               f"{p} tokens too, and max_new_tokens wins when both are given"
+               if "max_new_tokens" not in hf else f"for {what} max_new_tokens is {got['max_new_tokens']}: "
+               "when both are given, max_new_tokens wins")
+        c.that(got["temperature"] == ref["temperature"],
+               f"for {what} temperature is {got['temperature']}; without do_sample=True, generate is greedy "
+               "whatever the temperature" if not hf.get("do_sample") else
+               f"for {what} temperature is {got['temperature']}; it should be generate's temperature")
+        if ref["temperature"]:  # the filters matter only when sampling
+            c.that((got["top_k"] or None) == ref["top_k"] and got["top_k"] != 0,
+                   f"for {what} top_k is {got['top_k']}; top_k=0 in transformers means no top-k filter")
+            c.that((got["top_p"] if got["top_p"] is not None and got["top_p"] < 1 else None) == ref["top_p"],
+                   f"for {what} top_p is {got['top_p']}")
+        c.that(got["repetition"] == ref["repetition"], f"for {what} repetition is {got['repetition']}; "
+               "it is generate's repetition_penalty (1 when not given)")
+    c.done()
+
+
+# ---- 2. a state dict in GPT-2's layout, by hand --------------------------------------------------------
+_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+def _random_gpt(g):
+    from ..model import GPT, GPTConfig
+
+    n_head = int(torch.randint(1, 4, (1,), generator=g))
+    cfg = GPTConfig(block_size=int(torch.randint(8, 24, (1,), generator=g)),
+                    vocab_size=int(torch.randint(20, 90, (1,), generator=g)),
+                    n_layer=int(torch.randint(1, 4, (1,), generator=g)), n_head=n_head,
+                    n_embd=n_head * int(torch.randint(4, 12, (1,), generator=g)))
+    torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
+    return GPT(cfg).eval(), cfg
+
+
+def hf_state_dict(fn):
+    """``fn(sd)`` for a minigpt state dict: the same tensors under GPT-2's names and layout
+    (the four Conv1D weights transposed), as ``GPT2LMHeadModel.load_state_dict`` wants them."""
+    c = Check("hf_state_dict")
+    g = fresh_generator()
+    for _ in range(2):
+        model, cfg = _random_gpt(g)
+        sd = {k: v.clone() for k, v in model.state_dict().items()}
+        got = c.call(fn, sd)
+        c.that(isinstance(got, dict), f"return a dict of name -> tensor, got {type(got).__name__}")
+        for name, v in model.state_dict().items():
+            ref = v.t() if name.endswith(_CONV1D) else v
+            c.that(name in got, f"{name} is missing; GPT-2 uses the same names as minigpt")
+            t = got[name]
+            c.that(isinstance(t, torch.Tensor), f"{name} should be a tensor, got {type(t).__name__}")
+            if tuple(t.shape) != tuple(ref.shape):
+                if name.endswith(_CONV1D):
+                    c.fail(f"{name} has shape {tuple(t.shape)}; GPT-2's Conv1D stores its weight as (in, out), "
+                           "nn.Linear as (out, in)")
+                c.fail(f"{name} has shape {tuple(t.shape)}; only the four Conv1D weights change layout "
+                       "(embeddings, LayerNorms and biases stay as they are)")
+            c.that(torch.equal(t, ref), f"{name} has the right shape but not the right values"
+                   + ("; a square matrix must be transposed too" if name.endswith(_CONV1D) else ""))
+        # the proof: transformers' GPT-2 with these weights gives minigpt's logits
+        from transformers import GPT2LMHeadModel
+
+        from ..hf import hf_config
+
+        hf = GPT2LMHeadModel(hf_config(cfg)).eval()
+        hf.load_state_dict({k: v for k, v in got.items() if k in hf.state_dict()}, strict=False)
+        idx = torch.randint(0, cfg.vocab_size, (2, cfg.block_size), generator=g)
+        with torch.no_grad():
+            same = torch.allclose(hf(idx).logits, model(idx)[0], atol=1e-4)
+        c.that(same, "GPT2LMHeadModel loaded with your state dict gives other logits than minigpt")
+    c.done()
+
+
+# ---- 3. bits per character -----------------------------------------------------------------------------
+def bits_per_char(fn):
+    """``fn(nll, n_chars)``: nll holds the per-token losses in nats of text that spells ``n_chars``
+    characters; the result is bits per character, sum(nll) / (n_chars ln 2)."""
+    c = Check("bits_per_char")
+    g = fresh_generator()
+    cases = []
+    for chars_per_token, what in ((1, "a char model (one token per character)"),
+                                  (1.5 + float(torch.rand(1, generator=g)) * 2.5, "a subword model")):
+        n = int(torch.randint(50, 400, (1,), generator=g))
+        nll = torch.rand(n, generator=g, dtype=torch.float64) * 4
+        cases.append((nll, round(n * chars_per_token), what))
+    cases.reverse()  # the subword case first: it tells a per-token answer from a per-character one
+    for nll, n_chars, what in cases:
+        got = c.call(fn, nll.clone(), n_chars)
+        try:
+            got = float(got)
+        except (TypeError, ValueError):
+            c.fail(f"return one number, got {type(got).__name__}")
+        ref = float(nll.sum()) / (n_chars * math.log(2))
+        if not math.isclose(got, ref, rel_tol=1e-6):
+            if math.isclose(got, ref * math.log(2), rel_tol=1e-6):
+                c.fail(f"for {what} you give nats per character; one bit is ln 2 nats")
+            if math.isclose(got, float(nll.mean()) / math.log(2), rel_tol=1e-6):
+                c.fail(f"for {what} you give bits per token; divide the total by the characters, not the tokens")
+            c.number(got, ref, f"bits per character for {what}", tol=1e-6 * max(1.0, ref))
+        c.count += 1
+    c.done()
+
+
+# ---- 4. GPT-2's byte-to-unicode spelling ------------------------------------------------------------------
+def unspell(fn):
+    """``fn(text)`` for a token as GPT-2's files spell it (``"Ġthe"``): the token's bytes (``b" the"``)."""
+    from ..bpe import bytes_to_unicode
+
+    c = Check("unspell")
+    g = fresh_generator()
+    table = bytes_to_unicode()
+    cases = [(b" the", "a word after a space"), (b"\n\n", "two newlines"), ("café".encode(), "an accented word"),
+             ("😀".encode()[:2], "half of an emoji's bytes")]
+    for _ in range(3):
+        n = int(torch.randint(1, 8, (1,), generator=g))
+        cases.append((bytes(torch.randint(0, 256, (n,), generator=g).tolist()), "random bytes"))
+    for raw, what in cases:
+        spelled = "".join(table[b] for b in raw)
+        got = c.call(fn, spelled)
+        c.that(isinstance(got, (bytes, bytearray)), f"return bytes, got {type(got).__name__}")
+        if bytes(got) != raw:
+            c.fail(f"for {what} spelled {spelled!r} you return {len(got)} bytes, expected {len(raw)}"
+                   if len(got) != len(raw) else
+                   f"for {what} spelled {spelled!r} byte {next(i for i in range(len(raw)) if got[i] != raw[i])} "
+                   "is wrong; every character of the spelling stands for one byte, through the inverse table")
+        c.count += 1
+    c.done()
