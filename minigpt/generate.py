@@ -152,11 +152,13 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
 def generate_tokens(model, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
                     top_k: int | None = None, top_p: float | None = None, repetition: float = 1.0,
                     frequency: float = 0.0, generator: torch.Generator | None = None,
-                    use_cache: bool = True) -> Iterator[torch.Tensor]:
+                    use_cache: bool = True, logits_processor=None) -> Iterator[torch.Tensor]:
     """Yield ``max_new_tokens`` new tokens, one (B, 1) tensor at a time, continuing ``idx`` (B, T).
 
     ``use_cache=False`` recomputes the whole context (up to ``block_size`` tokens) for every token;
     with the cache both give the same logits (see the module's docstring for the sliding window).
+    ``logits_processor(logits, tokens)``, if given, edits the next token's logits (B, V) before the
+    draw, seeing the tokens so far (B, n) (e.g. a ban, a bias or a format constraint: lesson 12).
     """
     check_sampling_args(temperature, top_k, top_p, repetition, frequency, max_new_tokens)
     if idx.dim() != 2 or idx.size(1) == 0:
@@ -183,7 +185,10 @@ def generate_tokens(model, idx: torch.Tensor, max_new_tokens: int, temperature: 
                 logits, _ = model(tokens[:, max(0, n - block):n], cache=cache)
             else:
                 logits, _ = model(tokens[:, n - 1:n], cache=cache)  # only the newest token
-            nxt = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator, counts, repetition, frequency)
+            last = logits[:, -1, :]
+            if logits_processor is not None:
+                last = logits_processor(last, tokens[:, :n])
+            nxt = sample_next(last, temperature, top_k, top_p, generator, counts, repetition, frequency)
             tokens[:, n] = nxt[:, 0]
             n += 1
             if counts is not None:

@@ -33,8 +33,13 @@ class CharTokenizer:
     def vocab_size(self) -> int:
         return len(self.chars)
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids of ``text``; raises with the character and position if one is unknown."""
+    def encode(self, text: str, unknown: str | None = None) -> list[int]:
+        """Token ids of ``text``. A character not in the vocabulary raises (naming it and its position),
+        or, when ``unknown`` names a vocabulary character, is encoded as that one."""
+        if unknown is not None:
+            if unknown not in self.stoi:
+                raise ValueError(f"unknown={unknown!r} is not in the vocabulary; pick one of its characters, e.g. '?'")
+            return [self.stoi.get(c, self.stoi[unknown]) for c in text]
         try:
             return [self.stoi[c] for c in text]
         except KeyError as e:
@@ -42,7 +47,8 @@ class CharTokenizer:
             pos = text.index(ch)
             raise ValueError(
                 f"character {ch!r} (U+{ord(ch):04X}) at position {pos} is not in the vocabulary of "
-                f"{self.vocab_size} characters; remove it or build the tokenizer from text that has it"
+                f"{self.vocab_size} characters; remove it, encode with unknown='?' to replace it, or build "
+                "the tokenizer from text that has it"
             ) from None
 
     def decode(self, ids) -> str:

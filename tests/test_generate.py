@@ -395,3 +395,21 @@ def test_bench_generate_command_ends_with_one_json_object(monkeypatch, capsys):
     assert {"recompute", "cache", "transformers", "same_tokens"} <= set(r)
     assert all(r[k]["tokens_per_s"] > 0 for k in ("recompute", "cache", "transformers"))
     assert r["same_tokens"] is True and r["new_tokens"] == 240 and r["prompt_tokens"] == 16
+
+
+def test_a_logits_processor_edits_every_draw_and_sees_the_tokens_so_far():
+    """The hook lesson 12's controls use: a ban it applies is never drawn; it sees the growing sequence."""
+    model = tiny_gpt()
+    idx = torch.randint(0, model.config.vocab_size, (8, 3), generator=torch.Generator().manual_seed(0))
+    lengths = []
+
+    def ban_zero(logits, tokens):
+        lengths.append(tokens.shape[1])
+        assert torch.equal(tokens[:, :3], idx)
+        return logits.masked_fill(torch.arange(logits.size(-1)) == 0, float("-inf"))
+
+    out = torch.cat(list(gen.generate_tokens(model, idx, 40, generator=torch.Generator().manual_seed(1),
+                                             logits_processor=ban_zero)), dim=1)
+    assert lengths == list(range(3, 43)) and not (out == 0).any()
+    plain = torch.cat(list(gen.generate_tokens(model, idx, 40, generator=torch.Generator().manual_seed(1))), dim=1)
+    assert (plain == 0).any()  # without the ban token 0 does come up, so the ban did something

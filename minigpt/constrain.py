@@ -1,0 +1,190 @@
+"""Controlling what a model writes: logit bias, banned tokens, constrained decoding, stop strings.
+
+Every control here edits the next-token logits before the draw (:func:`minigpt.generate.sample_next`):
+
+    ban:        logit = -inf for the banned tokens        (probability exactly 0: never drawn)
+    bias:       logit += b for chosen tokens              (a nudge: b < 0 makes a token rarer, not impossible)
+    allow only: logit = -inf for every token not allowed  (a hard constraint)
+    format:     allow only the tokens that keep the text a prefix of a match of a regular expression
+
+A hard constraint always holds; its price is that the text is no longer what the model would have
+written, which :func:`continuation_nll` measures: the NLL of the text under the unconstrained model.
+Stop strings end a sample at the first occurrence of any of them, as :func:`minigpt.generate.stream`
+does for one stream; :func:`sample_texts` runs many samples at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import regex
+import torch
+import torch.nn.functional as F
+
+from .generate import check_sampling_args, generate_tokens
+
+__all__ = ["ban_tokens", "bias_tokens", "allow_only", "RegexConstraint", "sample_texts", "continuation_nll"]
+
+
+def ban_tokens(logits: torch.Tensor, ids: Sequence[int]) -> torch.Tensor:
+    """A copy of ``logits`` (..., V) with the tokens ``ids`` at -inf: they can never be drawn."""
+    out = logits.clone()
+    out[..., list(ids)] = float("-inf")
+    return out
+
+
+def bias_tokens(logits: torch.Tensor, bias: dict[int, float]) -> torch.Tensor:
+    """A copy of ``logits`` (..., V) with ``bias[i]`` added to token i's logit (OpenAI's ``logit_bias``)."""
+    out = logits.clone()
+    for i, b in bias.items():
+        out[..., i] += b
+    return out
+
+
+def allow_only(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """``logits`` (..., V) with every token where the boolean mask ``allowed`` (V,) or (..., V) is False at -inf."""
+    return logits.masked_fill(~allowed.to(device=logits.device, dtype=torch.bool), float("-inf"))
+
+
+class RegexConstraint:
+    """Keeps generated text a prefix of a full match of ``pattern`` (the ``regex`` module's partial matching).
+
+    ``allowed(text)`` is the mask (V,) of tokens whose text keeps ``text`` on a path to a match;
+    ``complete(text)`` says whether ``text`` already matches in full.
+    """
+
+    def __init__(self, pattern: str, tokenizer):
+        self.pattern = pattern
+        self.regex = regex.compile(pattern)
+        self.pieces = [tokenizer.decode([i]) for i in range(_vocab_size(tokenizer))]
+        self._memo: dict[str, torch.Tensor] = {}
+
+    def allowed(self, text: str) -> torch.Tensor:
+        if text not in self._memo:
+            ok = [self.regex.fullmatch(text + p, partial=True) is not None for p in self.pieces]
+            if len(self._memo) > 100_000:
+                self._memo.clear()
+            self._memo[text] = torch.tensor(ok)
+        return self._memo[text]
+
+    def complete(self, text: str) -> bool:
+        return self.regex.fullmatch(text) is not None
+
+    def __repr__(self) -> str:
+        return f"RegexConstraint({self.pattern!r})"
+
+
+def _vocab_size(tokenizer) -> int:
+    return int(getattr(tokenizer, "vocab_size", None) or len(tokenizer.chars))
+
+
+@torch.no_grad()
+def sample_texts(model, tokenizer, prompt: str, n: int, max_new_tokens: int, *, temperature: float = 1.0,
+                 top_k: int | None = None, logits_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 constraint: RegexConstraint | None = None, stop: str | Sequence[str] | None = None,
+                 generator: torch.Generator | None = None) -> list[str]:
+    """``n`` continuations of ``prompt`` sampled side by side (the prompt is not repeated).
+
+    ``logits_fn`` edits the last position's logits (B, V) before the draw (e.g. a ban or a bias);
+    ``constraint`` allows only tokens that keep each text on a path to a full match, and a sample ends
+    when no token is allowed (it matched, or it can go no further); a ``stop`` string ends a sample and
+    is cut off. With none of them, and n = 1, this draws exactly what :func:`minigpt.generate.generate`
+    draws with the same generator.
+    """
+    check_sampling_args(temperature, top_k, max_new_tokens=max_new_tokens)
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    if any(not isinstance(s, str) or not s for s in stops):
+        raise ValueError(f"stop strings must be non-empty strings, got {stops!r}")
+    if n <= 0:
+        raise ValueError(f"n must be a positive number of samples, got {n}")
+    device = next(model.parameters()).device
+    start = tokenizer.encode(prompt)
+    if not start:
+        raise ValueError("the prompt is empty; give at least one character (e.g. a newline)")
+    new: list[list[int]] = [[] for _ in range(n)]
+    texts = [""] * n
+    done = [False] * n
+
+    def process(logits, _tokens):  # (n, V): the controls, then finished rows draw anything
+        logits = logits.float()
+        if logits_fn is not None:
+            logits = logits_fn(logits)
+        if constraint is not None:
+            mask = torch.stack([constraint.allowed(t) if not d else torch.ones(logits.size(-1), dtype=torch.bool)
+                                for t, d in zip(texts, done)])
+            for b in range(n):
+                if not done[b] and not mask[b].any():
+                    done[b] = True  # matched in full, or a dead end: nothing may follow
+            logits = allow_only(logits, mask)
+        finished = torch.tensor(done, device=logits.device)
+        return torch.where(finished[:, None], torch.zeros_like(logits), logits)
+
+    idx = torch.tensor([start] * n, device=device)
+    for nxt in generate_tokens(model, idx, max_new_tokens, temperature=temperature, top_k=top_k,
+                               generator=generator, logits_processor=process):  # nxt: (n, 1)
+        if all(done):
+            break  # every sample ended before this draw: it is not used
+        for b in range(n):
+            if done[b]:
+                continue
+            new[b].append(int(nxt[b, 0]))
+            texts[b] = tokenizer.decode(new[b])
+            hits = [texts[b].find(s) for s in stops if s in texts[b]]
+            if hits:
+                texts[b] = texts[b][:min(hits)]
+                done[b] = True
+        if all(done):
+            break
+    return texts
+
+
+@torch.no_grad()
+def continuation_nll(model, tokenizer, prompt: str, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+    """Mean NLL per token of each ``text`` as a continuation of ``prompt``, under ``model`` at temperature 1:
+    (N,), NaN for an empty text. Sequences longer than the window are scored in windows that slide by
+    half a window, every token with at least half a window of context (Hugging Face's strided perplexity)."""
+    device = next(model.parameters()).device
+    block = model.config.block_size
+    stride = max(1, block // 2)
+    p = tokenizer.encode(prompt)
+    if not p:
+        raise ValueError("the prompt is empty; give at least one character")
+    windows = []  # (row, token ids of the window, index of its first scored target, first target's position)
+    for row, text in enumerate(texts):
+        if not text:
+            continue  # nothing to score: NaN
+        ids = p + tokenizer.encode(text)
+        s = 0
+        while True:
+            w = ids[s:s + block + 1]  # inputs w[:-1], targets w[1:]
+            first = 0 if s == 0 else block - stride  # targets already scored by the previous window are skipped
+            windows.append((row, w, first, s))
+            if s + block + 1 >= len(ids):
+                break
+            s += stride
+    total = torch.zeros(len(texts), dtype=torch.float64)
+    count = torch.zeros(len(texts), dtype=torch.float64)
+    was_training = model.training
+    model.eval()
+    try:
+        for i in range(0, len(windows), batch_size):
+            chunk = windows[i:i + batch_size]
+            T = max(len(w) - 1 for _, w, _, _ in chunk)
+            x = torch.zeros(len(chunk), T, dtype=torch.long)
+            y = torch.full((len(chunk), T), -1, dtype=torch.long)
+            for j, (_row, w, first, s) in enumerate(chunk):
+                x[j, :len(w) - 1] = torch.tensor(w[:-1])
+                tgt = torch.tensor(w[1:])
+                # score only the continuation: targets at positions >= len(prompt), not scored before
+                keep = torch.arange(s + 1, s + len(w)) >= len(p)
+                keep[:first] = False
+                y[j, :len(w) - 1] = torch.where(keep, tgt, torch.full_like(tgt, -1))
+            logits, _ = model(x.to(device))
+            nll = F.cross_entropy(logits.float().flatten(0, 1), y.to(device).flatten(), ignore_index=-1,
+                                  reduction="none").view(len(chunk), T).double().cpu()
+            for j, (row, *_rest) in enumerate(chunk):
+                total[row] += nll[j].sum()
+                count[row] += (y[j] >= 0).sum()
+    finally:
+        model.train(was_training)
+    return (total / count).float()  # 0 / 0 = NaN for an empty text
