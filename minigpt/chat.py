@@ -1,0 +1,255 @@
+"""A chat loop on a script-trained GPT (lesson 11).
+
+Tiny Shakespeare is a script: each speech is the speaker's name and a colon on a line of its own,
+the lines of the speech, then a blank line. A chat is a prompt in that format: you speak as one
+character, the model answers as another, and generation stops at the blank line that ends its
+speech (the next speaker would follow it):
+
+    ROMEO:
+    Good morrow, friar.
+
+    FRIAR LAURENCE:
+    <the model writes here, up to the blank line>
+
+The model sees only its last ``block_size`` characters, so a long conversation is forgotten from
+the start. ``python -m minigpt chat --ckpt DIR --as ROMEO --to JULIET`` runs the same loop in a
+terminal; :class:`ChatPanel` is the notebook's widget.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import sys
+from collections import Counter
+
+import torch
+
+from .generate import check_sampling_args, stream
+
+__all__ = ["speeches", "speakers", "script_prompt", "Chat", "ChatPanel", "END_OF_SPEECH"]
+
+END_OF_SPEECH = "\n\n"  # a blank line ends a speech in the script format
+_SPEAKER = re.compile(r"[A-Z][A-Za-z' .-]*")
+
+
+def speeches(text: str) -> list[tuple[str, str]]:
+    """The (speaker, speech) pairs of a script, in order; the speech's lines joined by newlines."""
+    out = []
+    for block in text.split(END_OF_SPEECH):
+        lines = block.strip("\n").split("\n")
+        if len(lines) >= 2 and lines[0].endswith(":") and _SPEAKER.fullmatch(lines[0][:-1]):
+            speech = "\n".join(lines[1:]).strip()
+            if speech:
+                out.append((lines[0][:-1], speech))
+    return out
+
+
+def speakers(text: str) -> Counter:
+    """How many speeches each character has in a script."""
+    return Counter(s for s, _ in speeches(text))
+
+
+def script_prompt(turns: list[tuple[str, str]], to: str) -> str:
+    """The script so far, then ``to``'s name line: the model continues with ``to``'s speech."""
+    return "".join(f"{who}:\n{said}{END_OF_SPEECH}" for who, said in turns) + f"{to}:\n"
+
+
+class Chat:
+    """A conversation with the model: you speak as ``as_name``, it answers as ``to_name``.
+
+    ``reply(line)`` adds your line to the script and returns the model's speech (streamed to
+    ``on_piece`` when given). Sampling settings are lesson 08's; the seed makes a chat repeatable.
+    """
+
+    def __init__(self, model, tokenizer, as_name: str = "ROMEO", to_name: str = "JULIET", temperature: float = 0.8,
+                 top_k: int | None = None, top_p: float | None = 0.9, max_new_tokens: int = 300, seed: int = 1337):
+        check_sampling_args(temperature, top_k, top_p, max_new_tokens=max_new_tokens)
+        self.model, self.tokenizer = model.eval(), tokenizer
+        for what, name in (("your character (as)", as_name), ("the model's character (to)", to_name)):
+            if not name or ":" in name or "\n" in name:
+                raise ValueError(f"{what} must be a name without ':' or newlines, got {name!r}")
+            try:
+                tokenizer.encode(name)
+            except ValueError as e:
+                raise ValueError(f"{what} {name!r}: {e}") from None
+        self.as_name, self.to_name = as_name, to_name
+        self.sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p)
+        self.max_new_tokens = max_new_tokens
+        self.generator = torch.Generator().manual_seed(seed)
+        self.turns: list[tuple[str, str]] = []
+
+    def prompt(self) -> str:
+        """What the model reads now: the script so far, cut to its last ``block_size`` characters later."""
+        return script_prompt(self.turns, self.to_name)
+
+    def reply(self, line: str, on_piece=None) -> str:
+        """Say ``line``; return the model's answer (its speech, without the name line)."""
+        line = line.strip()
+        if not line:
+            raise ValueError("say something: the line is empty")
+        try:
+            self.tokenizer.encode(line)
+        except ValueError as e:
+            raise ValueError(f"the model cannot read that line: {e}") from None
+        self.turns.append((self.as_name, line))
+        pieces = []
+        for piece in stream(self.model, self.tokenizer, self.prompt(), self.max_new_tokens, stop=END_OF_SPEECH,
+                            generator=self.generator, **self.sampling):
+            pieces.append(piece)
+            if on_piece is not None:
+                on_piece(piece)
+        answer = "".join(pieces).strip() or "..."  # an empty speech would break the script format
+        self.turns.append((self.to_name, answer))
+        return answer
+
+
+class ChatPanel:
+    """A chat panel for the notebook: type a line, press Enter or *send*; the transcript shows the script.
+
+    Public: ``text`` (the input box), ``send_button``, ``temperature``, ``transcript`` (HTML), ``chat``
+    (the :class:`Chat`), ``error`` (why the last line was refused, or ""), and ``send(line)``.
+    """
+
+    def __init__(self, model, tokenizer, as_name: str = "ROMEO", to_name: str = "JULIET", **chat_kwargs):
+        import ipywidgets as W
+
+        self.chat = Chat(model, tokenizer, as_name, to_name, **chat_kwargs)
+        self.text = W.Text(placeholder=f"speak as {as_name}, press Enter", continuous_update=False,
+                           layout=W.Layout(width="70%"))
+        self.send_button = W.Button(description="send", button_style="primary")
+        self.temperature = W.FloatSlider(value=self.chat.sampling["temperature"], min=0.0, max=1.5, step=0.05,
+                                         description="temperature")
+        self.transcript = W.HTML()
+        self.info = W.HTML()
+        self.error = ""
+        self.send_button.on_click(lambda _: self.send(self.text.value))
+        self.text.observe(self._on_enter, names="value")  # without continuous updates: fires on Enter
+        self.widget = W.VBox([self.transcript, W.HBox([self.text, self.send_button]), self.temperature, self.info])
+        self._render()
+
+    def _on_enter(self, change):
+        if change["new"].strip():
+            self.send(change["new"])
+
+    def send(self, line: str) -> str:
+        """Say ``line`` as your character; the answer streams into the transcript. Returns it ("" if refused)."""
+        self.error = ""
+        self.chat.sampling["temperature"] = float(self.temperature.value)
+        self.text.value = ""
+        partial = []
+
+        def show(piece):
+            partial.append(piece)
+            self._render(pending="".join(partial))
+
+        try:
+            answer = self.chat.reply(line, on_piece=show)
+        except ValueError as e:
+            self.error = str(e)
+            self._render()
+            return ""
+        self._render()
+        return answer
+
+    def _render(self, pending: str | None = None):
+        rows = [(who, said) for who, said in self.chat.turns]
+        if pending is not None:
+            rows.append((self.chat.to_name, pending + "▌"))
+        body = "".join(f"<p style='margin:4px 0'><b>{html.escape(who)}:</b><br>"
+                       f"{html.escape(said).replace(chr(10), '<br>')}</p>" for who, said in rows)
+        self.transcript.value = (f"<div style='font-family: monospace; max-height: 320px; overflow-y: auto'>"
+                                 f"{body or '<i>(the script is empty: say something)</i>'}</div>")
+        self.info.value = f"<b>cannot send:</b> {html.escape(self.error)}" if self.error else ""
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+# --------------------------------------------------------------------------- command line
+
+def add_cli(sub) -> None:
+    """``python -m minigpt chat --ckpt DIR [--as NAME] [--to NAME]``."""
+    c = sub.add_parser("chat", help="talk to a script-trained model: you speak as one character, it answers as another")
+    c.add_argument("--ckpt", help="a run folder written by `train`; default: the course's run for this device")
+    c.add_argument("--as", dest="as_name", default="ROMEO", help="the character you speak as (default ROMEO)")
+    c.add_argument("--to", dest="to_name", default="JULIET", help="the character the model speaks as (default JULIET)")
+    c.add_argument("--temperature", type=float, default=0.8)
+    c.add_argument("--top-k", type=int, default=None)
+    c.add_argument("--top-p", type=float, default=0.9)
+    c.add_argument("--max-new-tokens", type=int, default=300, help="the longest answer, in tokens")
+    c.add_argument("--seed", type=int, default=1337)
+    c.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
+    c.set_defaults(func=_cli_chat)
+
+
+def _known_speakers(train_config: dict) -> Counter | None:
+    """The speakers of the data the checkpoint was trained on, or None (with a note) when that data is
+    not on this machine; nothing is downloaded."""
+    from .data import DATASETS, DataError, locate
+
+    name = (train_config or {}).get("dataset", "tinyshakespeare")
+    if name not in DATASETS:
+        return None
+    try:
+        path, _ = locate(name, download_missing=False)
+        return speakers(path.read_text(encoding="utf-8"))
+    except (DataError, OSError) as e:
+        print(f"note: character names are not checked: the {name} data is not here ({str(e).splitlines()[0][:120]}...)",
+              file=sys.stderr)
+        return None
+
+
+def resolve_speaker(name: str, known: Counter | None, what: str) -> str:
+    """``name`` as the script spells it (ROMEO for romeo); a ValueError naming some real speakers if unknown."""
+    if known is None:
+        return name
+    if name in known:
+        return name
+    folded = {k.casefold(): k for k in known}
+    if name.casefold() in folded:
+        return folded[name.casefold()]
+    common = ", ".join(k for k, _ in known.most_common(8))
+    raise ValueError(f"unknown character {name!r} for {what}: no speech in the training script is theirs; "
+                     f"try one of {common} (any of the {len(known)} speakers works)")
+
+
+def _cli_chat(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .utils import get_device
+
+    check_sampling_args(args.temperature, args.top_k, args.top_p, max_new_tokens=args.max_new_tokens)
+    device = get_device(args.device)
+    ckpt = args.ckpt
+    if ckpt is None:
+        from .pretrained import course_config
+
+        ckpt = course_config(fast=False, device=device).out_dir
+    ck = load_checkpoint(ckpt, device=device, load_state=False)
+    known = _known_speakers(ck.train_config)
+    as_name = resolve_speaker(args.as_name, known, "--as")
+    to_name = resolve_speaker(args.to_name, known, "--to")
+    chat = Chat(ck.model, ck.tokenizer, as_name, to_name, temperature=args.temperature, top_k=args.top_k,
+                top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    print(f"You are {as_name}; the model answers as {to_name}. End with Ctrl-D (end of input) or Ctrl-C.")
+    while True:
+        try:
+            line = input(f"{as_name}: ")
+        except (EOFError, KeyboardInterrupt):
+            print()  # end the prompt's line, then leave quietly
+            return 0
+        if not line.strip():
+            continue
+        try:
+            ck.tokenizer.encode(line)
+        except ValueError as e:  # a character the model cannot read: say so and let the user try again
+            print(f"(not sent: {e})", file=sys.stderr)
+            continue
+        try:
+            sys.stdout.write(f"{to_name}: ")
+            sys.stdout.flush()
+            chat.reply(line, on_piece=lambda p: (sys.stdout.write(p), sys.stdout.flush()))
+            sys.stdout.write("\n")
+        except KeyboardInterrupt:  # Ctrl-C while the model speaks: stop it and end the chat
+            print()
+            return 0
