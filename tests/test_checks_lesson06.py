@@ -184,7 +184,7 @@ def test_stream_stds_accepts_correct_methods(answer, attempt, capsys):
 
 
 @pytest.mark.parametrize("wrong, hint", [
-    (lambda model, idx: [0.02, 0.5, 1.0, 2.0], "points to measure|too"),  # a constant
+    (lambda model, idx: [0.02, 0.5, 1.0, 2.0], "points to measure|too|after the embeddings"),  # a constant
     (lambda model, idx: stds_ref(model, idx)[1:], "points to measure"),
     (stds_after_ln, "too"),
     (stds_by_sublayer, "too"),
