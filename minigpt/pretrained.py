@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import POINTER, Checkpoint, load_checkpoint, read_meta
-from .train import TrainConfig, get_preset, train
+from .train import TrainConfig, _gather, _windows, get_preset, train
 from .utils import describe_differences, fast_mode, get_device, runs_dir
 
 __all__ = ["bits_per_char", "course_config", "default_preset", "inspect_run", "shakespeare_gpt", "TRAINING_TIME"]
@@ -138,20 +138,16 @@ def bits_per_char(model, tokenizer, text: str, max_windows: int | None = None, b
     n = (len(ids) - 1) // B
     if n < 1:
         raise ValueError(f"the text is {len(ids)} tokens long; scoring needs at least block_size + 1 = {B + 1}")
-    starts = torch.arange(n) * B
-    if max_windows is not None and max_windows < n:
-        starts = starts[torch.linspace(0, n - 1, max_windows).round().long()]
+    starts = _windows(len(ids), B, None if max_windows is None else max_windows * B)  # the trainer's windows
     was_training = model.training
     model.eval()
     nats, tokens, chars = 0.0, 0, 0
     for i in range(0, len(starts), batch_size):
-        ix = starts[i:i + batch_size, None] + torch.arange(B + 1)
-        chunk = ids[ix]
-        logits, _ = model(chunk[:, :-1].to(device))
-        nll = F.cross_entropy(logits.float().flatten(0, 1), chunk[:, 1:].flatten().to(device), reduction="sum")
-        nats += float(nll)
-        tokens += chunk[:, 1:].numel()
-        chars += sum(len(tokenizer.decode(row[1:].tolist())) for row in chunk)
+        x, y = _gather(ids, starts[i:i + batch_size], B)
+        logits, _ = model(x.to(device))
+        nats += float(F.cross_entropy(logits.float().flatten(0, 1), y.flatten().to(device), reduction="sum"))
+        tokens += y.numel()
+        chars += sum(len(tokenizer.decode(row.tolist())) for row in y)
     model.train(was_training)
     return {"bits_per_char": nats / (chars * math.log(2)), "nats_per_token": nats / tokens, "tokens": tokens,
             "characters": chars}
