@@ -79,7 +79,7 @@ def test_hf_state_dict_accepts_reference(attempt, capsys):
 @pytest.mark.parametrize("wrong, hint", [
     (lambda sd: {}, "missing"),  # a constant
     (lambda sd: dict(sd), "Conv1D stores"),  # nothing transposed
-    (lambda sd: {k: (v.t() if v.dim() == 2 else v) for k, v in sd.items()}, "only the four Conv1D"),
+    (lambda sd: {k: (v.t() if v.dim() == 2 else v) for k, v in sd.items()}, "only the four Conv1D|wte.weight has the right shape"),  # a square wte: either hint
     (lambda sd: {k: (v.t() if k.endswith(("c_attn.weight", "c_fc.weight")) else v) for k, v in sd.items()},
      "square matrix"),  # the (C, C) projections forgotten: right shape, wrong values
 ])
