@@ -30,6 +30,7 @@ __all__ = ["bits_per_char", "course_config", "default_preset", "inspect_run", "s
 # Measured on the course's machines (lesson 07), to tell a learner what to expect before training.
 TRAINING_TIME = {
     "shakespeare-char-cpu": "5-7 minutes on a 2-core CPU",
+    "shakespeare-char-cpu-10min": "about 9 minutes on a 2-core CPU",
     "shakespeare-char-gpu": "about 3 minutes on an A100-class GPU",
     "shakespeare-bpe-cpu": "about 6 minutes on a 2-core CPU",
 }

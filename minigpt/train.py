@@ -38,6 +38,7 @@ from .model import GPT, GPTConfig
 from .tokenizer import CharTokenizer
 
 __all__ = ["TrainConfig", "TrainResult", "PRESETS", "get_preset", "train", "get_lr", "load_checkpoint",
+           "make_optimizer", "make_optimizers",
            "estimate_mfu", "peak_flops", "flops_per_token", "plot_losses", "Checkpoint"]
 
 
@@ -60,6 +61,7 @@ class TrainConfig:
     batch_size: int = 12  # sequences per micro-batch, per process
     grad_accum_steps: int = 1  # micro-batches per optimizer step
     # optimizer and schedule
+    optimizer: str = "adamw"  # "adamw"; "muon": Muon for the blocks' weight matrices, AdamW for the rest
     max_iters: int = 2000
     learning_rate: float = 1e-3
     min_lr: float = 1e-4
@@ -98,6 +100,8 @@ class TrainConfig:
         if self.eval_tokens is not None and self.eval_tokens <= 0:
             raise ValueError(f"TrainConfig.eval_tokens must be positive (at least one window is used), "
                              f"or None for the whole validation split; got {self.eval_tokens}")
+        if self.optimizer not in ("adamw", "muon"):
+            raise ValueError(f"TrainConfig.optimizer must be 'adamw' or 'muon', got {self.optimizer!r}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"TrainConfig.dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
         if self.tokenizer not in ("char", "bpe"):
@@ -140,6 +144,17 @@ PRESETS: dict[str, TrainConfig] = {
         max_iters=3500, learning_rate=2e-3, min_lr=2e-4, warmup_iters=100, lr_decay_iters=None,
         weight_decay=0.1, beta2=0.99, eval_interval=500, eval_tokens=None,
         out_dir="runs/shakespeare-char-cpu",
+    ),
+    # The 10-minute CPU recipe: reaches val loss <= 1.50 on the course's 2-core CPU. The same model
+    # with context 128 (a window of 128 characters: 64 characters of context on average instead
+    # of 32), trained with Muon on the blocks' matrices (AdamW for the rest). Measured here, AdamW
+    # with these sizes and 5,600 steps reaches 1.508 in 10.3 min; Muon gets 1.485 in 4,700 steps,
+    # though each step costs ~20% more (Newton-Schulz iterations on every matrix).
+    "shakespeare-char-cpu-10min": TrainConfig(
+        n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0, batch_size=16, activation="gelu",
+        optimizer="muon", max_iters=4000, learning_rate=3e-3, min_lr=1e-4, warmup_iters=100,
+        lr_decay_iters=None, weight_decay=0.1, beta2=0.99, eval_interval=500, eval_tokens=None,
+        out_dir="runs/shakespeare-char-cpu-10min",
     ),
     # nanoGPT's "baby GPT" (config/train_shakespeare_char.py): 10.7M parameters, ~1.47 val loss.
     "shakespeare-char-gpu": TrainConfig(
@@ -412,15 +427,43 @@ def _enable_tf32(on: bool = True) -> None:
         torch.backends.cudnn.allow_tf32 = on
 
 
-def make_optimizer(model: GPT, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+def make_optimizer(model: GPT, cfg: TrainConfig, device: torch.device,
+                   params: list | None = None) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices (Linear weights, embeddings) only, not on biases and
-    LayerNorm gains; the fused CUDA kernel when on a GPU."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    LayerNorm gains; ``params``: only these (default: all of the model's). The fused kernel on GPUs
+    and CPUs: on a CPU it takes 0.5 ms per step instead of 2.2 ms at lesson 07's size (measured here)."""
+    params = [p for p in (model.parameters() if params is None else params) if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    kwargs = {"fused": True} if device.type == "cuda" else {}
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), **kwargs)
+    if device.type in ("cuda", "cpu"):
+        try:
+            return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), fused=True)
+        except RuntimeError:  # torch < 2.4 has no fused CPU kernel
+            pass
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
+
+
+def make_optimizers(model: GPT, cfg: TrainConfig, device: torch.device) -> list[torch.optim.Optimizer]:
+    """The run's optimizers: ``[AdamW]`` for ``optimizer="adamw"``; for ``"muon"``, ``[AdamW, Muon]``.
+
+    Muon (Jordan et al. 2024, ``torch.optim.Muon``) updates each 2-D weight matrix inside the blocks
+    (``c_attn``, ``c_proj``, ``c_fc``) with an orthogonalised momentum: every direction of the matrix
+    moves by a similar amount, instead of the few that dominate the gradient. Embeddings, biases and
+    LayerNorm gains stay with AdamW, as in the nanoGPT speedruns. ``adjust_lr_fn="match_rms_adamw"``
+    scales Muon's step to AdamW's size, so both follow the same learning rate and schedule.
+    """
+    if cfg.optimizer == "adamw":
+        return [make_optimizer(model, cfg, device)]
+    if not hasattr(torch.optim, "Muon"):
+        raise ValueError(f"optimizer='muon' needs torch 2.9 or later (this is torch {torch.__version__}); "
+                         "upgrade torch, or train with optimizer='adamw'")
+    matrices = [p for p in model.transformer.h.parameters() if p.requires_grad and p.dim() == 2]
+    ids = {id(p) for p in matrices}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    muon = torch.optim.Muon(matrices, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
+                            adjust_lr_fn="match_rms_adamw")
+    return [make_optimizer(model, cfg, device, params=rest), muon]
 
 
 def _is_oom(e: BaseException) -> bool:
@@ -557,13 +600,21 @@ def _train(cfg, device, progress, resume, text, rank, world) -> TrainResult:
     # fp16 needs loss scaling so small gradients do not underflow; bf16 and fp32 do not
     scaler = torch.amp.GradScaler("cuda" if device.type == "cuda" else "cpu",
                                   enabled=(dtype == torch.float16 and device.type == "cuda"))
-    optimizer = make_optimizer(model, cfg, device)
+    optimizers = make_optimizers(model, cfg, device)
     sampler = torch.Generator().manual_seed(cfg.seed)  # draws the training batches; same on all ranks
     start_step, history = 0, []
     if ckpt is not None:
         state = ckpt.state
+        was = ckpt.train_config.get("optimizer", "adamw")
+        if was != cfg.optimizer:
+            raise ValueError(f"the checkpoint in {cfg.out_dir} was trained with optimizer={was!r}, not "
+                             f"{cfg.optimizer!r}; resume with the same optimizer, or start again with --overwrite")
         try:
-            optimizer.load_state_dict(state["optimizer"])
+            saved = state["optimizer"] if isinstance(state["optimizer"], list) else [state["optimizer"]]
+            if len(saved) != len(optimizers):
+                raise ValueError(f"{len(saved)} optimizer states for {len(optimizers)} optimizers")
+            for opt, opt_state in zip(optimizers, saved):
+                opt.load_state_dict(opt_state)
             sampler.set_state(state["sampler"])
             rngs = state["rng"]
             _set_rng_state(rngs[rank] if len(rngs) == world else rngs[0])
@@ -644,7 +695,9 @@ def _train(cfg, device, progress, resume, text, rank, world) -> TrainResult:
             rngs = [None] * world
             dist.all_gather_object(rngs, _rng_state())
         if master:
-            state = {"optimizer": optimizer.state_dict(), "sampler": sampler.get_state(), "rng": rngs}
+            opt_states = [opt.state_dict() for opt in optimizers]
+            state = {"optimizer": opt_states[0] if len(opt_states) == 1 else opt_states,
+                     "sampler": sampler.get_state(), "rng": rngs}
             if scaler.is_enabled():
                 state["scaler"] = scaler.state_dict()
             save_checkpoint(cfg.out_dir, model, tokenizer, step, train_config=cfg.to_dict(), state=state,
@@ -664,8 +717,9 @@ def _train(cfg, device, progress, resume, text, rank, world) -> TrainResult:
         for it in range(start_step, cfg.max_iters):
             step = it + 1
             lr = get_lr(it, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            for opt in optimizers:
+                for group in opt.param_groups:
+                    group["lr"] = lr
             t0 = time.perf_counter()
             # the global batch: (accum, world, batch) windows, the same draw on every rank
             offsets = torch.randint(len(train_data) - cfg.block_size,
@@ -683,7 +737,8 @@ def _train(cfg, device, progress, resume, text, rank, world) -> TrainResult:
                 loss_sum += loss.detach()
             grad_norm = None
             if cfg.grad_clip > 0:
-                scaler.unscale_(optimizer)
+                for opt in optimizers:
+                    scaler.unscale_(opt)
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             # a non-finite loss: stop before the update, so the weights stay the last good ones
             loss_all = _all_reduce_sum(loss_sum.detach().clone(), world) / world
@@ -697,9 +752,11 @@ def _train(cfg, device, progress, resume, text, rank, world) -> TrainResult:
                 raise TrainingError(f"{what} at step {step}; training stopped and {where}. "
                                     f"Try a lower learning rate (now {cfg.learning_rate}) or gradient "
                                     "clipping (grad_clip)")
-            scaler.step(optimizer)
+            for opt in optimizers:
+                scaler.step(opt)
             scaler.update()
-            optimizer.zero_grad(set_to_none=True)
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             dt = time.perf_counter() - t0
@@ -832,6 +889,8 @@ def add_cli(sub) -> None:
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"],
                    help="auto: bf16 on GPUs; on a CPU bf16 only where a short probe finds it faster")
     p.add_argument("--activation", choices=["gelu_tanh", "gelu"], help="the MLP's GELU (gelu_tanh: GPT-2's)")
+    p.add_argument("--optimizer", choices=["adamw", "muon"],
+                   help="adamw, or muon: Muon for the blocks' matrices and AdamW for the rest")
     p.add_argument("--seed", type=int)
     p.add_argument("--quiet", action="store_true", help="no progress bar or samples")
     p.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
@@ -851,7 +910,7 @@ def config_from_args(args) -> TrainConfig:
     overrides = {"max_iters": args.max_iters, "compile": args.compile, "batch_size": args.batch_size,
                  "grad_accum_steps": args.grad_accum, "block_size": args.block_size, "learning_rate": args.lr,
                  "eval_interval": args.eval_interval, "eval_tokens": args.eval_tokens, "dtype": args.dtype,
-                 "activation": args.activation,
+                 "activation": args.activation, "optimizer": args.optimizer,
                  "seed": args.seed}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.out is not None:

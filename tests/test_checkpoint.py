@@ -44,11 +44,11 @@ def test_checkpoint_round_trip(run):
     assert len(list(out.glob("ckpt-*"))) == 1 and not list(out.glob(".tmp-*"))
 
 
-@pytest.mark.parametrize("dropout", [0.0, 0.1])
-def test_resume_continues_the_same_run(tmp_path, text, dropout):
+@pytest.mark.parametrize("dropout, optimizer", [(0.0, "adamw"), (0.1, "adamw"), (0.0, "muon")])
+def test_resume_continues_the_same_run(tmp_path, text, dropout, optimizer):
     """N steps straight vs N/2, stop, resume, N/2 more: the same final loss (to 1e-6)."""
     N = 16
-    c = dict(max_iters=N, lr_decay_iters=N, eval_interval=4, dropout=dropout)
+    c = dict(max_iters=N, lr_decay_iters=N, eval_interval=4, dropout=dropout, optimizer=optimizer)
     straight = train(cfg(tmp_path / "a", **c), device="cpu", progress=False, text=text)
     half = train(cfg(tmp_path / "b", **{**c, "max_iters": N // 2}), device="cpu", progress=False, text=text)
     assert half.steps == N // 2 and load_checkpoint(tmp_path / "b").step == N // 2
@@ -72,6 +72,12 @@ def test_resume_with_another_model_is_refused(run, text):
     out, _ = run
     with pytest.raises(ValueError, match="different model"):
         train(cfg(out, n_embd=64), device="cpu", progress=False, text=text, resume=True)
+
+
+def test_resume_with_another_optimizer_is_refused(run, text):
+    out, _ = run
+    with pytest.raises(ValueError, match="trained with optimizer='adamw', not 'muon'"):
+        train(cfg(out, optimizer="muon"), device="cpu", progress=False, text=text, resume=True)
 
 
 def test_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, text, monkeypatch):

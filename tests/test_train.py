@@ -27,6 +27,9 @@ def test_presets_exist_and_match_the_recipes():
         1e-3, 1e-4, 100, 5000, 0.2, 0.99)
     cpu = PRESETS["shakespeare-char-cpu"]
     assert cpu.model_config(65).n_embd == cpu.n_embd
+    # the 10-minute CPU recipe: lesson 07's model, context 128, Muon (val 1.484 in 9.1 min, README)
+    ten = PRESETS["shakespeare-char-cpu-10min"]
+    assert (ten.n_layer, ten.n_embd, ten.block_size, ten.optimizer, ten.max_iters) == (4, 128, 128, "muon", 4000)
     with pytest.raises(ValueError, match="unknown preset 'nope'.*shakespeare-char-cpu"):
         get_preset("nope")
     # a copy: editing it leaves the preset alone
@@ -57,6 +60,59 @@ def test_weight_decay_only_on_matrices():
     assert n == model.num_params()  # every parameter once (the tied embedding too)
 
 
+def test_cpu_optimizer_is_fused_and_steps_like_the_plain_one():
+    """The fused CPU AdamW kernel (2% of a step faster here) makes the same update as the loop."""
+    cfg = TrainConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, learning_rate=1e-2)
+    models = [GPT(cfg.model_config(10)) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    fused = T.make_optimizer(models[0], cfg, torch.device("cpu"))
+    assert fused.defaults["fused"] is True
+    decay = [p for p in models[1].parameters() if p.dim() >= 2]
+    no_decay = [p for p in models[1].parameters() if p.dim() < 2]
+    plain = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate,
+                              betas=(cfg.beta1, cfg.beta2))
+    x = torch.randint(0, 10, (4, 8))
+    for _ in range(5):
+        for m, opt in zip(models, (fused, plain)):
+            _, loss = m(x, x)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)  # 1% of one step of size lr
+
+
+def test_muon_takes_the_blocks_matrices_and_adamw_the_rest():
+    cfg = TrainConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, optimizer="muon")
+    model = GPT(cfg.model_config(10))
+    adamw, muon = T.make_optimizers(model, cfg, torch.device("cpu"))
+    assert isinstance(adamw, torch.optim.AdamW) and isinstance(muon, torch.optim.Muon)
+    names = {id(p): n for n, p in model.named_parameters()}
+    in_muon = sorted(names[id(p)] for g in muon.param_groups for p in g["params"])
+    assert in_muon == sorted(n for n, p in model.named_parameters() if n.startswith("transformer.h.") and p.dim() == 2)
+    assert len(in_muon) == 2 * 4  # c_attn, attn.c_proj, c_fc, mlp.c_proj per block
+    in_adamw = [names[id(p)] for g in adamw.param_groups for p in g["params"]]
+    assert "transformer.wte.weight" in in_adamw and "transformer.wpe.weight" in in_adamw  # wte is the tied head too
+    assert sorted(in_muon + in_adamw) == sorted(names.values())  # every parameter exactly once
+    assert muon.defaults["adjust_lr_fn"] == "match_rms_adamw"
+
+
+def test_muon_run_learns_and_follows_the_schedule(text):
+    cfg = tiny(max_iters=40, eval_interval=20, optimizer="muon")
+    result = train(cfg, device="cpu", progress=False, text=text)
+    evals = [h["val_loss"] for h in result.history if h["val_loss"] is not None]
+    assert evals[-1] < evals[0] < math.log(len(result.tokenizer.chars))
+    assert [h["lr"] for h in result.history] == pytest.approx([get_lr(i, cfg) for i in range(40)])
+
+
+def test_muon_on_a_torch_without_it_is_a_clear_error(monkeypatch):
+    monkeypatch.delattr(torch.optim, "Muon")
+    cfg = TrainConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, optimizer="muon")
+    with pytest.raises(ValueError, match=r"needs torch 2.9 or later .* optimizer='adamw'"):
+        T.make_optimizers(GPT(cfg.model_config(10)), cfg, torch.device("cpu"))
+
+
 @pytest.mark.parametrize("bad, match", [
     (dict(batch_size=0), "batch_size must be a positive integer"),
     (dict(grad_accum_steps=0), "grad_accum_steps"),
@@ -64,6 +120,7 @@ def test_weight_decay_only_on_matrices():
     (dict(learning_rate=float("nan")), "learning_rate"),
     (dict(min_lr=1.0, learning_rate=0.1), "min_lr"),
     (dict(dtype="float8"), "dtype"),
+    (dict(optimizer="sgd"), "optimizer must be .adamw. or .muon."),
 ])
 def test_bad_config_is_refused(bad, match):
     with pytest.raises(ValueError, match=match):
