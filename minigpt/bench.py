@@ -22,7 +22,7 @@ import time
 import torch
 
 from .model import GPT, GPTConfig
-from .train import estimate_mfu, peak_flops
+from .train import TrainConfig, estimate_mfu, make_optimizer, peak_flops
 
 # (name, model sizes, batch size on CPU, batch size on GPU)
 CONFIGS = [
@@ -74,7 +74,11 @@ def bench_train(device=None, configs=None, rounds: int = 5, steps_per_round: int
 
     device = get_device(device)
     rows = []
-    fused = {"fused": True} if device.type == "cuda" else {}
+    opt_cfg = TrainConfig(learning_rate=1e-4, min_lr=1e-5)  # the trainer's AdamW: its groups and kernel
+
+    def optimizer(module):
+        return make_optimizer(module, opt_cfg, device, params=list(module.parameters()))
+
     for name, sizes, cpu_batch, gpu_batch in (configs or CONFIGS):
         batch = gpu_batch if device.type == "cuda" else cpu_batch
         torch.manual_seed(0)
@@ -85,10 +89,10 @@ def bench_train(device=None, configs=None, rounds: int = 5, steps_per_round: int
                 m = GPT(GPTConfig(vocab_size=65, dropout=0.0, activation=act, **sizes))
                 m.load_state_dict(base.state_dict())
                 m.to(device).train()
-                contenders[("minigpt", act, dtype)] = (m, torch.optim.AdamW(m.parameters(), lr=1e-4, **fused), _ours_step)
+                contenders[("minigpt", act, dtype)] = (m, optimizer(m), _ours_step)
             hf = to_hf(base).to(device).train()
             contenders[("transformers", "gelu_tanh", dtype)] = (
-                hf, torch.optim.AdamW(hf.parameters(), lr=1e-4, **fused), _hf_step)
+                hf, optimizer(hf), _hf_step)
         g = torch.Generator().manual_seed(0)
         x = torch.randint(0, 65, (batch, sizes["block_size"]), generator=g).to(device)
         y = torch.randint(0, 65, (batch, sizes["block_size"]), generator=g).to(device)
