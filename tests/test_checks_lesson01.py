@@ -119,7 +119,7 @@ def test_mean_nll_rejects_forgotten_end_marker_sums_log10_and_nan():
     (lambda train, dev, ks, order: 0.3, "every data set"),  # a fixed candidate
     (lambda train, dev, ks, order: 1.0, "every data set"),
     (lambda train, dev, ks, order: 0.5, "one of the candidates"),
-    (lambda train, dev, ks, order: ks[0], "lowest dev NLL|train"),  # the first candidate
+    (lambda train, dev, ks, order: ks[0], "lowest dev NLL|train|every data set"),  # the first candidate
     (lambda train, dev, ks, order: max(ks, key=lambda k: NGramModel(order, "add-k", k=k).fit(train).nll(dev)),
      "every data set|lowest dev NLL|train"),
 ])

@@ -190,15 +190,25 @@ def best_order(fn):
     c = Check("best_order")
     g = fresh_generator()
     train, dev = _names()
-    answers = []
-    answers = []
-    for n_train in (int(torch.randint(300, 500, (1,), generator=g)), int(torch.randint(2500, 4000, (1,), generator=g))):
+
+    def sample(n_train):
         tr = _draw(g, train, n_train)
         seen = set("".join(tr))
         dv = [w for w in _draw(g, dev, 400) if set(w) <= seen]  # no letter the small sample never saw
         orders = [1, 2, 3, 4, 5, 6]
         orders = [orders[int(i)] for i in torch.randperm(6, generator=g)]  # in no particular order
         dev_nll = {n: NGramModel(n, "kneser-ney").fit(tr).nll(dv) for n in orders}
+        return n_train, tr, dv, orders, dev_nll
+
+    big = sample(int(torch.randint(2500, 4000, (1,), generator=g)))
+    best_big = min(big[4], key=big[4].get)
+    # a small sample whose best order differs from the big one's, so that no fixed order passes both
+    for _ in range(20):
+        small = sample(int(torch.randint(100, 500, (1,), generator=g)))
+        if min(small[4], key=small[4].get) != best_big:
+            break
+    answers = []
+    for n_train, tr, dv, orders, dev_nll in (small, big):
         got = c.call(fn, tr, dv, list(orders))
         c.that(isinstance(got, int) and not isinstance(got, bool) and got in orders,
                f"return one of the orders {sorted(orders)} (an int), got {got!r}")
