@@ -10,6 +10,9 @@ TORCH_VERSION ?= 2.13.0
 # so a laptop does not download several GB of CUDA libraries it cannot use.
 HAS_NVIDIA := $(shell command -v nvidia-smi 2>/dev/null)
 CPU_INDEX := https://download.pytorch.org/whl/cpu
+# The test suite's parallelism (see `test`): measured on a 2-core machine, figures in the README.
+TEST_WORKERS ?= 2
+TEST_THREADS ?= 1
 
 .PHONY: setup lab test test-fast test-browser lint exercises data gpu-check bench clean help
 
@@ -43,10 +46,19 @@ lab: setup
 	$(BIN)/jupyter lab notebooks/
 
 # The full suite: package tests, every notebook (FAST mode) under nbval, exercise checks, lint.
+# pytest-xdist runs TEST_WORKERS workers (--dist loadscope keeps each notebook's cells in order on one
+# worker, each test file on one worker); the sentinels (every notebook collected and run in FAST mode)
+# then run in a second short session that reads the first one's logs. TEST_WORKERS=0: one process.
 test: setup
 	$(BIN)/ruff check minigpt tests notebooks solutions browser_tests
 	$(BIN)/python -m minigpt.exercises --check
-	MINIGPT_FAST=1 MINIGPT_REQUIRE_ALL_NOTEBOOKS=1 $(BIN)/python -m pytest
+	@logs=$$(mktemp -d) && \
+	export MINIGPT_FAST=1 MINIGPT_REQUIRE_ALL_NOTEBOOKS=1 MINIGPT_FAST_LOG=$$logs/fast.log \
+	  MINIGPT_COLLECTED_LOG=$$logs/collected.log MINIGPT_RUNS_DIR=$$logs/runs && \
+	echo "pytest: $(TEST_WORKERS) workers, $(TEST_THREADS) torch thread(s) each; logs in $$logs" && \
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope \
+	  --ignore=tests/test_zz_harness.py --durations=15 && \
+	$(BIN)/python -m pytest tests/test_zz_harness.py -p no:xdist
 
 # Package tests only (no notebooks): quick feedback while editing minigpt/.
 test-fast: setup

@@ -3,6 +3,11 @@
 Notebook kernels inherit this process's environment, so setting ``MINIGPT_FAST=1`` here makes
 every lesson run small. Each notebook's ``fast_mode()`` call appends a line to the file named by
 ``MINIGPT_FAST_LOG``; ``tests/test_zz_harness.py`` reads it at the end of the session.
+
+With pytest-xdist (``make test`` runs two workers, ``--dist loadscope`` so each notebook's cells stay
+in order on one worker), the sentinels cannot run last inside the same session: ``make test`` runs
+them in a second, short session that reads the same two logs (``MINIGPT_FAST_LOG`` and
+``MINIGPT_COLLECTED_LOG``, the notebooks the first session collected).
 """
 
 import os
@@ -31,6 +36,10 @@ def pytest_configure(config):
         fd, name = tempfile.mkstemp(prefix="minigpt-fast-", suffix=".log")
         os.close(fd)
         os.environ["MINIGPT_FAST_LOG"] = name
+    if "MINIGPT_COLLECTED_LOG" not in os.environ:
+        fd, name = tempfile.mkstemp(prefix="minigpt-collected-", suffix=".log")
+        os.close(fd)
+        os.environ["MINIGPT_COLLECTED_LOG"] = name
     # Training runs of the lessons (minigpt.utils.runs_dir) go to a folder of this session, so the
     # suite never reads or writes a learner's runs/ and starts from nothing on every machine.
     if "MINIGPT_RUNS_DIR" not in os.environ:
@@ -45,8 +54,14 @@ def pytest_collection_modifyitems(session, config, items):
     config._minigpt_notebooks = sorted(
         {Path(str(i.fspath)).resolve() for i in items if str(i.fspath).endswith(".ipynb")}
     )
+    if config._minigpt_notebooks:  # every xdist worker collects the same list; appending is harmless
+        with open(os.environ["MINIGPT_COLLECTED_LOG"], "a", encoding="utf-8") as f:
+            f.writelines(f"{p}\n" for p in config._minigpt_notebooks)
 
 
 @pytest.fixture
 def collected_notebooks(request):
-    return request.config._minigpt_notebooks
+    """The notebooks this session collected, and those an earlier session of the same run logged."""
+    log = Path(os.environ["MINIGPT_COLLECTED_LOG"])
+    logged = {Path(line) for line in log.read_text(encoding="utf-8").splitlines() if line} if log.exists() else set()
+    return sorted(set(request.config._minigpt_notebooks) | logged)

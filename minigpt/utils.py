@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import random
+import sys
 import tempfile
 from pathlib import Path
 
@@ -25,7 +26,8 @@ def fast_mode() -> bool:
     log = os.environ.get("MINIGPT_FAST_LOG")
     if log:
         with open(log, "a", encoding="utf-8") as f:
-            f.write(f"fast={int(fast)} pid={os.getpid()}\n")
+            # kernel=1 marks a notebook kernel, so the suite's sentinel counts kernels, not test processes
+            f.write(f"fast={int(fast)} pid={os.getpid()} kernel={int('ipykernel' in sys.modules)}\n")
     return fast
 
 

@@ -14,6 +14,8 @@ def test_fast_mode_reads_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("MINIGPT_FAST")
     assert utils.fast_mode() is False
     assert [line.split()[0] for line in log.read_text().splitlines()] == ["fast=1", "fast=0", "fast=0"]
+    # a test process is not a notebook kernel: the suite's sentinel counts only kernel=1 lines
+    assert all(line.split()[2] == "kernel=0" for line in log.read_text().splitlines())
 
 
 def test_device_defaults_to_the_best_available_and_can_be_overridden(monkeypatch):
