@@ -39,7 +39,6 @@ from pathlib import Path
 
 from .utils import sha256_file
 
-
 TANG_SOURCE_URL = ("https://github.com/chinese-poetry/chinese-poetry/tree/"
                    "99ebbef7e1345c0985c44b9fd96a3f9e776f117b/%E5%85%A8%E5%94%90%E8%AF%97")
 
