@@ -201,9 +201,13 @@ def build(dest_dir: Path, expected: dict[str, str], *, convert: Callable[[str], 
                 f"pip install opencc=={OPENCC_VERSION}, or put the files in MINIGPT_DATA_DIR")
     out = {}
     for name, blob in blobs.items():
-        fd, tmp = tempfile.mkstemp(prefix=f"{name}.", suffix=".part", dir=dest_dir)
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
         out[name] = dest_dir / f"{name}.jsonl"
-        os.replace(tmp, out[name])
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f"{name}.", suffix=".part", dir=dest_dir)
+            with os.fdopen(fd, "wb") as f:
+                f.write(blob)
+            os.replace(tmp, out[name])
+        except OSError as e:
+            raise DataError(f"cannot write {out[name]}: {e.strerror or type(e).__name__}; make {dest_dir} "
+                            "writable, or point XDG_CACHE_HOME at a writable folder") from None
     return out

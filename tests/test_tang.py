@@ -81,6 +81,15 @@ def test_poets_are_the_top_8_named_authors_and_their_rows_are_in_tang_poems(poem
     assert sum(counts[a] for a, _ in counts.most_common(8)) - len(poets) == 50
 
 
+def test_deriving_the_shared_poems_from_themselves_gives_the_registered_bytes(poems):
+    # The shared file as a source (already simplified: t2s changes nothing): every poem has the shape, none is
+    # a duplicate, every split is recomputed, and the rows are written byte for byte as registered.
+    source = [{"author": p["author"], "title": p["title"], "paragraphs": p["text"].split("\n")} for p in poems]
+    blob = tang.to_jsonl(tang.derive_poems(source, lambda s: s))
+    assert len(blob) == data.dataset("tang-poems").size
+    assert hashlib.sha256(blob).hexdigest() == data.dataset("tang-poems").sha256
+
+
 def test_tang_split_is_each_poem_followed_by_a_blank_line(poems):
     sp = data.tang_split(poems)
     val = [p["text"] for p in poems if p["split"] == "val"]
