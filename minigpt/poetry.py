@@ -133,12 +133,28 @@ NO_FONT_MESSAGE = ("no CJK font found: Chinese text in figures will show as boxe
                    "then restart the kernel")
 
 
+CJK_FONT_FILES = re.compile(r"NotoSans(Mono)?CJK|NotoSerifCJK|NotoSansSC|SourceHanSans|wqy-(zenhei|microhei)|"
+                            r"DroidSansFallback|uming|ukai", re.IGNORECASE)
+
+
 def find_cjk_font() -> str | None:
-    """The name of the first installed font of :data:`CJK_FONTS` that matplotlib knows, or None."""
+    """The name of the first font of :data:`CJK_FONTS` that matplotlib knows, or None. A font installed after
+    matplotlib cached its font list is found by scanning the system's font files for CJK ones and adding them."""
     from matplotlib import font_manager
 
-    installed = {f.name for f in font_manager.fontManager.ttflist}
-    return next((name for name in CJK_FONTS if name in installed), None)
+    def known():
+        installed = {f.name for f in font_manager.fontManager.ttflist}
+        return next((name for name in CJK_FONTS if name in installed), None)
+
+    if (name := known()) is None:
+        for path in font_manager.findSystemFonts():
+            if CJK_FONT_FILES.search(path):
+                try:
+                    font_manager.fontManager.addfont(path)
+                except (OSError, RuntimeError, ValueError):  # a file matplotlib cannot read: not ours to fix
+                    continue
+        name = known()
+    return name
 
 
 def use_cjk_font() -> str | None:

@@ -154,6 +154,7 @@ def fonts(monkeypatch):
     def install(*names):
         entries = [font_manager.FontEntry(fname=f"/fonts/{n}.ttc", name=n) for n in names]
         monkeypatch.setattr(font_manager.fontManager, "ttflist", entries)
+        monkeypatch.setattr(font_manager, "findSystemFonts", lambda *a, **k: [])
     with matplotlib.rc_context():
         yield install
 
@@ -166,6 +167,22 @@ def test_no_cjk_font_is_one_clear_line(fonts, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no CJK font found" in err and "fonts-noto-cjk" in err
     assert matplotlib.rcParams["font.sans-serif"] == before
+
+
+def test_a_cjk_font_installed_after_matplotlib_cached_its_list_is_found(fonts, monkeypatch):
+    fonts("DejaVu Sans")
+    added = []
+
+    def addfont(path):
+        added.append(path)
+        font_manager.fontManager.ttflist.append(font_manager.FontEntry(fname=path, name="WenQuanYi Zen Hei"))
+
+    monkeypatch.setattr(font_manager, "findSystemFonts",
+                        lambda *a, **k: ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+                                         "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"])
+    monkeypatch.setattr(font_manager.fontManager, "addfont", addfont)
+    assert poetry.find_cjk_font() == "WenQuanYi Zen Hei"
+    assert added == ["/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"]  # only CJK files are added
 
 
 def test_a_cjk_font_goes_first_in_the_sans_serif_list(fonts, capsys):
