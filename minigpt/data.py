@@ -414,7 +414,7 @@ def _read_jsonl(name: str) -> list[dict]:
 def load_tang_poems() -> list[dict]:
     """The 21,485 Tang poems in file order: dicts with ``author``, ``title``, ``text``, ``split``.
 
-    ``text`` is 4 lines joined by "\n", each a couplet such as ``国破山河在，城春草木深。``.
+    ``text`` is 4 lines joined by newlines, each a couplet such as ``国破山河在，城春草木深。``.
     """
     return _read_jsonl("tang-poems")
 
@@ -426,7 +426,8 @@ def load_tang_poets() -> list[dict]:
 
 def tang_split(poems: list[dict] | None = None) -> dict[str, str]:
     """The course's character-model text of the Tang poems: ``{"train", "val"}``, each split's poems in
-    file order, each poem's text followed by "\n\n" (as the data README's baselines are measured)."""
+    file order, each poem's text followed by a blank line, ``"\\n\\n"`` (as the data README's baselines
+    are measured)."""
     poems = load_tang_poems() if poems is None else poems
     return {s: "".join(p["text"] + "\n\n" for p in poems if p["split"] == s) for s in ("train", "val")}
 
