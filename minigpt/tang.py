@@ -25,6 +25,7 @@ import tempfile
 import urllib.parse
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from .data import DataError, download
@@ -95,9 +96,8 @@ def opencc_t2s() -> Callable[[str], str]:
 def opencc_version() -> str | None:
     """The installed OpenCC's version, or None when it is not installed."""
     try:
-        from importlib.metadata import version
         return version("opencc")
-    except Exception:
+    except PackageNotFoundError:
         return None
 
 
@@ -109,8 +109,15 @@ def to_simplified(text: str, convert: Callable[[str], str]) -> str:
     """``convert(text)``, except that where it gives a character outside U+4E00-U+9FFF the original stays."""
     out = convert(text)
     if len(out) != len(text):  # a conversion that changed the length: go character by character
-        out = "".join(convert(ch) if len(convert(ch)) == 1 else ch for ch in text)
+        out = "".join(c if len(c := convert(ch)) == 1 else ch for ch in text)
     return "".join(o if _is_han(o) or o == t else t for t, o in zip(text, out))
+
+
+def simplify_poem(poem: dict, convert: Callable[[str], str]) -> dict:
+    """A source poem in simplified characters: ``author``, ``title``, and ``text`` (its paragraphs, one a line)."""
+    return {"author": to_simplified(poem.get("author") or "", convert),
+            "title": to_simplified(poem.get("title") or "", convert),
+            "text": "\n".join(to_simplified(p, convert) for p in poem["paragraphs"])}
 
 
 # ----- step 3: duplicates -------------------------------------------------------------------------------
@@ -133,18 +140,6 @@ def split_of(text: str) -> str:
     return "val" if int(hashlib.sha256(text.encode("utf-8")).hexdigest(), 16) % 10 == 0 else "train"
 
 
-def derive_poems(source: list[dict], convert: Callable[[str], str]) -> list[dict]:
-    """Steps 1-4: the rows of ``tang-poems.jsonl`` (``author``, ``title``, ``text``, ``split``), in source order."""
-    poems = []
-    for s in source:
-        if not has_shape(s.get("paragraphs")):
-            continue
-        text = "\n".join(to_simplified(p, convert) for p in s["paragraphs"])
-        poems.append({"author": to_simplified(s.get("author") or "", convert),
-                      "title": to_simplified(s.get("title") or "", convert), "text": text})
-    return [{**p, "split": split_of(p["text"])} for p in drop_duplicates(poems)]
-
-
 # ----- step 5: the poets subset -------------------------------------------------------------------------
 def disputed_couplets(source: list[dict]) -> set[str]:
     """Couplets (source paragraphs, as the source writes them) that occur in poems of 2 or more authors."""
@@ -165,13 +160,14 @@ def poets_subset(poems: list[dict], disputed: list[bool], n_poets: int = N_POETS
 
 
 def derive(source: list[dict], convert: Callable[[str], str]) -> dict[str, list[dict]]:
-    """Both files' rows from the source poems: ``{"tang-poems": [...], "tang-poets": [...]}``."""
-    kept = [s for s in source if has_shape(s.get("paragraphs"))]
-    poems = derive_poems(kept, convert)
-    # Which source poem each kept poem came from: its text is the converted paragraphs, in order.
-    original = {"\n".join(to_simplified(p, convert) for p in s["paragraphs"]): s for s in reversed(kept)}
-    disputed_set = disputed_couplets(source)
-    disputed = [any(p in disputed_set for p in original[poem["text"]]["paragraphs"]) for poem in poems]
+    """Both files' rows from the source poems, in source order: ``{"tang-poems": [...], "tang-poets": [...]}``."""
+    shaped = [s for s in source if has_shape(s.get("paragraphs"))]                          # step 1
+    simplified = [simplify_poem(s, convert) for s in shaped]                                 # step 2
+    origin = {id(p): s for p, s in zip(simplified, shaped)}
+    kept = drop_duplicates(simplified)                                                        # step 3
+    poems = [{**p, "split": split_of(p["text"])} for p in kept]                              # step 4
+    disputed_set = disputed_couplets(source)                                                  # step 5
+    disputed = [any(c in disputed_set for c in origin[id(p)]["paragraphs"]) for p in kept]
     return {"tang-poems": poems, "tang-poets": poets_subset(poems, disputed)}
 
 

@@ -85,7 +85,7 @@ def test_deriving_the_shared_poems_from_themselves_gives_the_registered_bytes(po
     # The shared file as a source (already simplified: t2s changes nothing): every poem has the shape, none is
     # a duplicate, every split is recomputed, and the rows are written byte for byte as registered.
     source = [{"author": p["author"], "title": p["title"], "paragraphs": p["text"].split("\n")} for p in poems]
-    blob = tang.to_jsonl(tang.derive_poems(source, lambda s: s))
+    blob = tang.to_jsonl(tang.derive(source, lambda s: s)["tang-poems"])
     assert len(blob) == data.dataset("tang-poems").size
     assert hashlib.sha256(blob).hexdigest() == data.dataset("tang-poems").sha256
 
@@ -356,6 +356,8 @@ def test_shape_filter_keeps_only_eight_line_poems_of_five_or_seven_han_character
 def test_to_simplified_keeps_the_traditional_character_where_t2s_leaves_the_basic_block():
     assert tang.to_simplified("寒夜擁紅鑪", _fake_t2s) == "寒夜拥红鑪"
     assert tang.to_simplified("（登樓）", _fake_t2s) == "（登楼）"  # punctuation t2s leaves alone stays
+    # A conversion that changes the length is done character by character; a character that would become two stays.
+    assert tang.to_simplified("甲樓", lambda s: s.replace("甲", "乙丙").replace("樓", "楼")) == "甲楼"
 
 
 def test_duplicates_are_dropped_at_two_shared_couplets_and_the_first_wins():
