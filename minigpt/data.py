@@ -11,15 +11,20 @@ A file is looked for, in order, in
 Every problem is reported as one line: a :class:`DataError` when the data cannot be used, or a
 ``note:`` line on stderr when a bad offline copy was skipped and the cache or a download served.
 
+A *derived* data set (the Tang poems) has no URL that serves it: step 3 downloads its public
+sources instead, checks each, derives the file (``minigpt.tang``) and checks the result's SHA-256.
+
 Every lesson scores its models on the same splits (the course's one yardstick):
 names are shuffled with seed 42 into 80/10/10 train/dev/test; Tiny Shakespeare is split
-into the first 90% (train) and the last 10% (val).
+into the first 90% (train) and the last 10% (val); each Tang poem's split is in the file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
+import importlib
+import json
 import os
 import random
 import re
@@ -34,6 +39,9 @@ from pathlib import Path
 
 from .utils import sha256_file
 
+TANG_SOURCE_URL = ("https://github.com/chinese-poetry/chinese-poetry/tree/"
+                   "99ebbef7e1345c0985c44b9fd96a3f9e776f117b/%E5%85%A8%E5%94%90%E8%AF%97")
+
 
 @dataclass(frozen=True)
 class DataSet:
@@ -45,6 +53,7 @@ class DataSet:
     size: int
     sha256: str
     description: str
+    derived_by: str = ""  # a module whose build() derives the file from public sources (no URL serves it)
 
 
 DATASETS: dict[str, DataSet] = {
@@ -81,6 +90,26 @@ DATASETS: dict[str, DataSet] = {
         size=456318,
         sha256="1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
         description="GPT-2's 50,000 BPE merges in rank order",
+    ),
+    # Derived from the 58 source files of the Complete Tang Poems (minigpt/tang_sources.sha256) by
+    # minigpt.tang; the URL is where those sources live.
+    "tang-poems": DataSet(
+        name="tang-poems",
+        filename="tang-poems.jsonl",
+        url=TANG_SOURCE_URL,
+        size=5446340,
+        sha256="035c7e9c215904daa623e95a27fb30b24d4edb1aa96cedd3362bfdf4f7d36d99",
+        description="21,485 eight-line Tang poems of 5- or 7-character lines, simplified (train 19,312 / val 2,173)",
+        derived_by="tang",
+    ),
+    "tang-poets": DataSet(
+        name="tang-poets",
+        filename="tang-poets.jsonl",
+        url=TANG_SOURCE_URL,
+        size=973376,
+        sha256="3162d21e8dbf3edaf908c2ea2f9ca5fbe1606c2e1517a20c3d1e87a0ff20c616",
+        description="poet attribution: 4,422 poems of tang-poems by 8 poets (keys label, text, split)",
+        derived_by="tang",
     ),
 }
 
@@ -280,6 +309,10 @@ def locate(name: str, download_missing: bool = True, progress: bool = True) -> t
         problems.append(f"removed corrupt cached copy: {problem}")
     if not download_missing:
         raise DataError(_missing_message(ds, problems))
+    if ds.derived_by:
+        _derive(ds, progress)
+        _note(notes, cached)
+        return cached, "derived"
     try:
         download(ds.url, cached, ds.sha256, ds.size, progress=progress)
     except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as e:
@@ -303,9 +336,25 @@ def _note(notes: list[str], used: Path) -> None:
         print(line, file=sys.stderr)
 
 
+def _derive(ds: DataSet, progress: bool) -> None:
+    """Derive ``ds`` (and its sibling files) into the cache with its module's ``build()``."""
+    # Looked up by name when needed: the deriving module imports this one.
+    builder = importlib.import_module(f"{__package__}.{ds.derived_by}")
+    expected = {n: d.sha256 for n, d in DATASETS.items() if d.derived_by == ds.derived_by}
+    try:
+        builder.build(cache_dir(), expected, progress=progress)
+    except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as e:
+        raise DataError(f"data set {ds.name!r} could not be derived: download failed: {str(e) or type(e).__name__}; "
+                        f"put {ds.filename} in MINIGPT_DATA_DIR, or try again later") from e
+
+
 def _missing_message(ds: DataSet, problems: list[str]) -> str:
     """One line: what was looked at and what was wrong, the URL, and where to put the file."""
     found = "; ".join(" ".join(str(p).splitlines()) for p in problems) or "no copy found"
+    if ds.derived_by:
+        return (f"data set {ds.name!r} is not available: {found}. It is derived from the sources at {ds.url}: "
+                f"run `python -m minigpt data --download`, or put {ds.filename} in a folder and set "
+                f"MINIGPT_DATA_DIR to that folder")
     return (f"data set {ds.name!r} is not available: {found}. Download {ds.url} into a folder and set "
             f"MINIGPT_DATA_DIR to that folder, or save it as {cache_dir() / ds.filename}")
 
@@ -356,6 +405,31 @@ def shakespeare_split(text: str | None = None) -> dict[str, str]:
     text = load_text("tinyshakespeare") if text is None else text
     n = int(SHAKESPEARE_TRAIN_FRACTION * len(text))
     return {"train": text[:n], "val": text[n:]}
+
+
+def _read_jsonl(name: str) -> list[dict]:
+    return [json.loads(line) for line in load_text(name).split("\n") if line]
+
+
+def load_tang_poems() -> list[dict]:
+    """The 21,485 Tang poems in file order: dicts with ``author``, ``title``, ``text``, ``split``.
+
+    ``text`` is 4 lines joined by newlines, each a couplet such as ``国破山河在，城春草木深。``.
+    """
+    return _read_jsonl("tang-poems")
+
+
+def load_tang_poets() -> list[dict]:
+    """The poet-attribution set, 4,422 poems by 8 poets: dicts with ``label`` (the poet), ``text``, ``split``."""
+    return _read_jsonl("tang-poets")
+
+
+def tang_split(poems: list[dict] | None = None) -> dict[str, str]:
+    """The course's character-model text of the Tang poems: ``{"train", "val"}``, each split's poems in
+    file order, each poem's text followed by a blank line, ``"\\n\\n"`` (as the data README's baselines
+    are measured)."""
+    poems = load_tang_poems() if poems is None else poems
+    return {s: "".join(p["text"] + "\n\n" for p in poems if p["split"] == s) for s in ("train", "val")}
 
 
 def add_cli(sub) -> None:

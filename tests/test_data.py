@@ -273,7 +273,7 @@ def test_corrupt_cache_file_is_replaced(tiny_registry):
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(data.DataError, match="known data sets: gpt2-encoder, gpt2-vocab, names, tinyshakespeare"):
+    with pytest.raises(data.DataError, match="known data sets: gpt2-encoder, gpt2-vocab, names, tang-poems, tang-poets, tinyshakespeare"):
         data.dataset("shakespear")
 
 
@@ -314,7 +314,8 @@ def test_cli_data_json_last_line_is_one_object(capsys):
     assert cli_main(["data", "--json"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     info = json.loads(out[-1])
-    assert [d["name"] for d in info["datasets"]] == ["gpt2-encoder", "gpt2-vocab", "names", "tinyshakespeare"]
+    assert [d["name"] for d in info["datasets"]] == ["gpt2-encoder", "gpt2-vocab", "names", "tang-poems", "tang-poets",
+                                                     "tinyshakespeare"]
     assert all(d["sha256_ok"] for d in info["datasets"])
 
 

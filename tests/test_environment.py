@@ -26,6 +26,8 @@ def test_environment_yml_lists_the_same_packages_as_pyproject():
     pip = {CONDA_NAMES.get(k, k): v for k, v in pip.items()}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda = dict(_split(d) for d in env["dependencies"] if isinstance(d, str) and not d.startswith(("python", "pip")))
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    conda.update(_split(d) for d in pip_section if d != "-e .")  # installed from PyPI by conda's pip
     assert conda == pip, f"only in pyproject: {set(pip.items()) - set(conda.items())}; " \
                          f"only in environment.yml: {set(conda.items()) - set(pip.items())}"
 
