@@ -89,6 +89,11 @@ def finetune(model, tok, conversations: list[list[dict]], steps: int = 300, batc
                          f"{tok.vocab_size}; call minigpt.sft.grow_embeddings(model, tok.vocab_size) first")
     device = next(model.parameters()).device
     rendered = [tok.render(c) for c in conversations]
+    block = model.config.block_size
+    too_long = sum(len(ids) > block + 1 for ids, _ in rendered)
+    if too_long:
+        raise ValueError(f"{too_long} of {len(rendered)} conversations are longer than block_size + 1 = {block + 1} "
+                         "tokens; make shorter examples (minigpt.tasks.make_examples(max_chars=...)) or drop them")
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)

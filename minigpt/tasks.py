@@ -2,7 +2,7 @@
 
 No hub is reachable, so the instruction data is made here: arithmetic, string tasks on names
 (reverse, count a letter), word tasks on Shakespeare lines (first/last word, finish the line), name
-tasks on the names data, and multiple-choice tasks (is this a name, which line is from the play, who
+tasks on the names data, and multiple-choice tasks (is this a name, is this line from the play or shuffled, who
 speaks next). Every task has several instruction wordings; :func:`split` holds out the last wording
 of every task AND whole tasks (``HELD_OUT_TASKS``), so held-out accuracy measures instructions the
 fine-tuned model never saw, not only new examples.
@@ -79,9 +79,14 @@ def _lines() -> list[str]:
     out = []
     for _, line in _speeches():
         words = re.sub(r"[^A-Za-z' ]", "", line).split()
-        if 4 <= len(words) <= 8:
+        if 4 <= len(words) <= 8 and len({w.lower() for w in words}) > 1:
             out.append(" ".join(words))
     return out
+
+
+@lru_cache(maxsize=1)
+def _lower_lines() -> frozenset[str]:
+    return frozenset(line.lower() for line in _lines())
 
 
 def _word(rng: random.Random, lo: int = 3, hi: int = 6) -> str:
@@ -161,28 +166,27 @@ def _is_name(rng, digits):
 
 def _real_line(rng, digits):
     line = rng.choice(_lines()).lower()  # lower case: a capital would give the real line's first word away
-    options = [line]
-    while len(options) < 3:
-        words = line.split()
+    if rng.random() < 0.5:
+        return dict(s=line), "yes", ("yes", "no"), None
+    words = line.split()
+    for _ in range(100):  # a shuffle that is itself a line of the play would be a wrong "no"
         rng.shuffle(words)
-        fake = " ".join(words)
-        if fake not in options:
-            options.append(fake)
-    rng.shuffle(options)
-    return dict(opts="\n".join(f"- {o}" for o in options)), line, tuple(options), None
+        if " ".join(words) not in _lower_lines():
+            break
+    return dict(s=" ".join(words)), "no", ("yes", "no"), None
 
 
 def _next_speaker(rng, digits):
     speeches = _speeches()
     while True:
         i = rng.randrange(len(speeches) - 1)
-        (a, line), (b, _) = speeches[i], speeches[i + 1]
+        a, b = speeches[i][0], speeches[i + 1][0]
         others = sorted({s for s, _ in speeches[max(0, i - 40):i + 40]} - {a, b})
         if a != b and len(others) >= 2:
             break
     options = [b, *rng.sample(others, 2)]
     rng.shuffle(options)
-    return dict(a=a, line=line, opts=", ".join(options)), b, tuple(options), None
+    return dict(a=a, opts=", ".join(options)), b, tuple(options), None
 
 
 @dataclass(frozen=True)
@@ -220,11 +224,12 @@ TASKS: dict[str, Task] = {t.name: t for t in [
          _name_start),
     Task("is_name", ("Is {w} a name? Answer yes or no.", "Could {w} be a person's name? yes or no",
                      "yes or no: is {w} a real name?"), _is_name),
-    Task("real_line", ("Which of these lines is from the play?\n{opts}", "One line is real, the others are "
-                       "shuffled. Which is real?\n{opts}", "Pick the line Shakespeare wrote:\n{opts}"), _real_line),
-    Task("next_speaker", ("{a} says: {line}\nWho speaks next: {opts}?", "After {a} says \"{line}\", who "
-                          "answers? {opts}", "Who replies to {a} ({line})? Choose from {opts}."), _next_speaker),
+    Task("real_line", ("Is this line from the play? {s}", "Did Shakespeare write: {s}",
+                       "Real line or shuffled words? yes or no: {s}"), _real_line),
+    Task("next_speaker", ("Who speaks after {a}? {opts}", "After {a}, who talks: {opts}?",
+                          "Who answers {a}? One of {opts}"), _next_speaker),
 ]}
+MAX_CHARS = 60  # prompt + answer, in characters
 # Fine-tuning never sees these tasks (last_word is the mirror of first_word: does the skill transfer?).
 HELD_OUT_TASKS = ("last_word",)
 
@@ -234,11 +239,14 @@ def task_names() -> list[str]:
     return list(TASKS)
 
 
-def make_examples(n_per_task: int, seed: int = 0, tasks=None, digits: int = 2) -> list[Example]:
+def make_examples(n_per_task: int, seed: int = 0, tasks=None, digits: int = 2,
+                  max_chars: int | None = MAX_CHARS) -> list[Example]:
     """``n_per_task`` examples of each task (all tasks by default), wording drawn uniformly.
 
     Deterministic: each task has its own ``random.Random`` seeded from ``seed`` and the task name.
     ``digits`` is the longest number in arithmetic tasks (the tool lesson asks for longer ones).
+    Examples whose prompt and answer together pass ``max_chars`` characters are drawn again (the
+    default fits the course's character model: 60 characters + 4 chat tokens = its block_size 64).
     """
     tasks = list(TASKS) if tasks is None else list(tasks)
     unknown = [t for t in tasks if t not in TASKS]
@@ -251,12 +259,18 @@ def make_examples(n_per_task: int, seed: int = 0, tasks=None, digits: int = 2) -
         task = TASKS[name]
         rng = random.Random(f"{seed}-{name}")
         for _ in range(n_per_task):
-            drawn = task.draw(rng, digits)
-            fields, answer, options, expression = drawn[:4]
-            accept = drawn[4] if len(drawn) > 4 else ()
-            wording = rng.randrange(len(task.wordings))
-            out.append(Example(name, wording, task.wordings[wording].format(**fields), answer, accept, options,
-                               expression, fields))
+            for _ in range(1000):
+                drawn = task.draw(rng, digits)
+                fields, answer, options, expression = drawn[:4]
+                accept = drawn[4] if len(drawn) > 4 else ()
+                wording = rng.randrange(len(task.wordings))
+                prompt = task.wordings[wording].format(**fields)
+                if max_chars is None or len(prompt) + len(answer) <= max_chars:
+                    break
+            else:
+                raise ValueError(f"task {name!r} found no example of at most max_chars={max_chars} characters; "
+                                 "raise max_chars")
+            out.append(Example(name, wording, prompt, answer, accept, options, expression, fields))
     return out
 
 

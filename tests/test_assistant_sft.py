@@ -67,6 +67,8 @@ def test_too_long_or_malformed_conversations_say_what_is_wrong(tok):
         sft_batch([([1, 2, 3], [0, 1])], tok.pad_id)
     with pytest.raises(ValueError, match="at least one"):
         sft_batch([], tok.pad_id)
+    with pytest.raises(ValueError, match="1 of 2 conversations are longer than block_size"):
+        finetune(_tiny(tok, block_size=12), tok, [CONV, CONV[:2]], steps=1)
 
 
 def test_growing_the_embedding_keeps_old_logits_and_starts_new_rows_at_the_mean(tok):

@@ -4,8 +4,10 @@ import random
 
 import pytest
 
+from minigpt import tasks
 from minigpt.tasks import (
     HELD_OUT_TASKS,
+    MAX_CHARS,
     TASKS,
     chance_levels,
     is_correct,
@@ -54,9 +56,21 @@ def test_answers_follow_the_rules(examples):
         assert ex.prompt == TASKS[ex.task].wordings[ex.wording].format(**f)
 
 
-def test_real_line_options_are_the_same_words_in_another_order(examples):
+def test_real_line_asks_about_a_real_line_or_its_words_shuffled(examples):
+    real = {line.lower() for line in tasks._lines()}
+    by_words = {tuple(sorted(line.split())) for line in real}
     for ex in (e for e in examples if e.task == "real_line"):
-        assert all(sorted(o.split()) == sorted(ex.answer.split()) for o in ex.options)
+        line = ex.fields["s"]
+        assert (line in real) == (ex.answer == "yes")
+        assert tuple(sorted(line.split())) in by_words
+
+
+def test_examples_fit_the_character_budget_of_the_course_model(examples):
+    assert all(len(ex.prompt) + len(ex.answer) <= MAX_CHARS for ex in examples)
+    long = make_examples(5, seed=0, tasks=["first_word"], max_chars=None)
+    assert make_examples(5, seed=0, tasks=["first_word"], max_chars=None) == long
+    with pytest.raises(ValueError, match="max_chars"):
+        make_examples(1, tasks=["first_word"], max_chars=5)
 
 
 def test_split_holds_out_wordings_and_whole_tasks(examples):
@@ -76,7 +90,7 @@ def test_chance_is_one_over_options_or_the_best_constant_answer():
     exs = make_examples(200, seed=1, tasks=["is_name", "real_line", "count_letter"])
     chance = chance_levels(exs)
     assert chance["is_name"] == pytest.approx(1 / 2)
-    assert chance["real_line"] == pytest.approx(1 / 3)
+    assert chance["real_line"] == pytest.approx(1 / 2)
     counts = [ex.answer for ex in exs if ex.task == "count_letter"]
     best = max(counts.count(a) for a in set(counts)) / len(counts)
     assert chance["count_letter"] == pytest.approx(best)
