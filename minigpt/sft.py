@@ -24,11 +24,14 @@ __all__ = ["grow_embeddings", "sft_batch", "finetune", "reply", "evaluate"]
 
 
 @torch.no_grad()
-def grow_embeddings(model, vocab_size: int):
+def grow_embeddings(model, vocab_size: int, noise: float = 0.0, generator: torch.Generator | None = None):
     """Grow ``model``'s token embedding (and tied output layer) to ``vocab_size`` rows, in place.
 
     Existing rows are kept; new rows start at the mean of the old ones, so a new token's logit starts
-    at an average value instead of a random one (the Hewitt recipe transformers' resize also uses).
+    at an average value instead of a random one (as transformers' ``resize_token_embeddings`` does).
+    Identical rows are indistinguishable to the model until training separates them: ``noise`` adds
+    ``noise`` x each dimension's standard deviation of the old rows, at random (e.g. 0.5 when many
+    new ordinary characters are added, not only the special tokens).
     """
     old = model.transformer.wte.weight
     n, dim = old.shape
@@ -39,6 +42,9 @@ def grow_embeddings(model, vocab_size: int):
     wte = nn.Embedding(vocab_size, dim, device=old.device, dtype=old.dtype)
     wte.weight[:n] = old
     wte.weight[n:] = old.mean(dim=0)
+    if noise:
+        z = torch.randn(vocab_size - n, dim, generator=generator).to(old.device, old.dtype)
+        wte.weight[n:] += noise * old.std(dim=0) * z
     model.transformer.wte = wte
     model.lm_head = nn.Linear(dim, vocab_size, bias=False, device=old.device, dtype=old.dtype)
     model.lm_head.weight = wte.weight  # keep the tie
@@ -134,11 +140,12 @@ def evaluate(model, tok, examples: list[Example], use_tool: bool = False, max_ne
     """Accuracy per task of greedy replies (exact answers, :func:`minigpt.tasks.is_correct`).
 
     With ``use_tool`` replies come from :func:`minigpt.tools.generate_with_tools` (calculator on).
-    Returns ``{task: {"accuracy", "n"}}``.
+    Returns ``{task: {"accuracy", "mean_length", "n"}}`` (mean_length: characters per reply).
     """
     from .tools import generate_with_tools
 
     hits: dict[str, list[bool]] = {}
+    lengths: dict[str, list[int]] = {}
     for ex in examples:
         conv = to_conversation(ex)[:-1]  # the prompt: everything before the assistant's answer
         if use_tool:
@@ -146,4 +153,6 @@ def evaluate(model, tok, examples: list[Example], use_tool: bool = False, max_ne
         else:
             text = reply(model, tok, conv, max_new_tokens)
         hits.setdefault(ex.task, []).append(is_correct(ex, text))
-    return {task: {"accuracy": sum(h) / len(h), "n": len(h)} for task, h in hits.items()}
+        lengths.setdefault(ex.task, []).append(len(text))
+    return {task: {"accuracy": sum(h) / len(h), "mean_length": sum(lengths[task]) / len(h), "n": len(h)}
+            for task, h in hits.items()}

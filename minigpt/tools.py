@@ -141,5 +141,5 @@ def generate_with_tools(model, tok, conversation: list[dict], max_new_tokens: in
             written = []
             continue
         break
-    messages.append({"role": "assistant", "content": tok.decode([t for t in written if t not in (call, call_end)])})
+    messages.append({"role": "assistant", "content": tok.decode(written)})  # an unclosed call stays visible
     return messages

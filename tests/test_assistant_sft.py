@@ -98,6 +98,10 @@ def test_finetune_trains_only_the_assistant_tokens(tok):
     model = _tiny(tok)
     finetune(model, tok, [CONV], steps=40, batch_size=2, lr=1e-2)
     assert reply(model, tok, CONV[:1]) == "4"  # it learned the reply it was shown
+    ex = make_examples(1, seed=0, tasks=["add"])[0]
+    assert evaluate(model, tok, [ex], max_new_tokens=4)["add"] == {
+        "accuracy": float(reply(model, tok, to_conversation(ex)[:-1], 4).strip() == ex.answer),
+        "mean_length": len(reply(model, tok, to_conversation(ex)[:-1], 4)), "n": 1}
 
 
 def test_a_short_sft_run_learns_is_name_above_chance_on_new_examples_and_a_new_wording(tok, one_thread):
@@ -116,3 +120,14 @@ def test_a_short_sft_run_learns_is_name_above_chance_on_new_examples_and_a_new_w
     # measured on one CPU: 0.91 on new examples with seen wordings, 0.77 with the held-out wording
     assert 0.7 <= seen <= 1.0, f"new examples, seen wordings: {seen:.2f} (chance 0.5)"
     assert new_wording >= 0.55, f"held-out wording: {new_wording:.2f} (chance 0.5)"
+
+
+def test_noise_makes_new_rows_distinct_around_the_mean(tok):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=16, vocab_size=tok.base_vocab_size, n_layer=1, n_head=2, n_embd=16))
+    old = model.transformer.wte.weight.detach().clone()
+    grow_embeddings(model, tok.vocab_size, noise=0.5, generator=torch.Generator().manual_seed(0))
+    new = model.transformer.wte.weight[tok.base_vocab_size:].detach()
+    assert torch.cdist(new, new).add(torch.eye(len(new)) * 1e9).min() > 0  # no two rows alike
+    spread = (new - old.mean(0)) / old.std(0)  # about N(0, 0.5^2) in every dimension
+    assert 0.4 < spread.std().item() < 0.6 and abs(spread.mean().item()) < 0.05

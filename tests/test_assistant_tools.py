@@ -114,3 +114,11 @@ def test_engine_stops_at_the_token_budget_on_a_real_model():
     out = generate_with_tools(model, tok, [{"role": "user", "content": "hi"}], max_new_tokens=7)
     written = sum(len(tok.encode(m.get("content", "") or "")) for m in out if m["role"] == "assistant")
     assert out[-1]["role"] == "assistant" and written <= 7
+
+
+def test_an_unclosed_call_stays_visible_in_the_reply_so_it_never_counts_as_an_answer():
+    tok = ChatTokenizer(CharTokenizer.from_text("abc"))
+    sp = tok.special
+    script = [sp["<|calc|>"], *tok.encode("7"), sp["<|end|>"]]
+    out = generate_with_tools(ScriptedModel(script, tok.vocab_size), tok, [{"role": "user", "content": "a"}])
+    assert out == [{"role": "assistant", "content": "<|calc|>7"}]
