@@ -25,6 +25,7 @@ from .tokenizer import CharTokenizer
 
 __all__ = ["ROLES", "SPECIAL_TOKENS", "ChatTokenizer", "DEFAULT_EXTRA_CHARS"]
 
+CHAT_FORMAT = "minigpt-chat"
 ROLES = ("system", "user", "assistant", "tool")
 SPECIAL_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>", "<|tool|>", "<|end|>", "<|calc|>", "<|/calc|>",
                   "<|pad|>")
@@ -122,6 +123,25 @@ class ChatTokenizer:
         """Ids of ``conversation`` followed by the assistant header: what the model continues."""
         ids, _ = self.render(conversation)
         return ids + [self.special["<|assistant|>"]]
+
+    def to_dict(self) -> dict:
+        """A JSON-ready description: the base tokenizer's dict, the extra characters and the special tokens."""
+        extra = "".join(self.ordinary.chars[self.base_vocab_size:]) if isinstance(self.base, CharTokenizer) else ""
+        return {"format": CHAT_FORMAT, "base": self.base.to_dict(), "extra_chars": extra,
+                "special_tokens": list(SPECIAL_TOKENS)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ChatTokenizer:
+        """The tokenizer :meth:`to_dict` described (its ids are the same)."""
+        from .checkpoint import tokenizer_from_dict
+
+        if not isinstance(d, dict) or d.get("format") != CHAT_FORMAT:
+            raise ValueError(f"not a chat tokenizer (format {CHAT_FORMAT!r}); this run is not an assistant: "
+                             "fine-tune it with minigpt.sft first")
+        if d.get("special_tokens") != list(SPECIAL_TOKENS):
+            raise ValueError(f"the saved special tokens {d.get('special_tokens')} differ from this version's "
+                             f"{list(SPECIAL_TOKENS)}; the ids would not match")
+        return cls(tokenizer_from_dict(d["base"]), extra_chars=d.get("extra_chars", ""))
 
     def __repr__(self) -> str:
         return (f"ChatTokenizer({type(self.base).__name__} of {self.base_vocab_size}, "

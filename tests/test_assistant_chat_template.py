@@ -77,3 +77,19 @@ def test_bad_conversations_say_what_is_wrong(tok):
         tok.render([{"role": "user", "tool_call": "1+1"}])
     with pytest.raises(ValueError, match="must be a string"):
         tok.render([{"role": "user", "content": 3}])
+
+
+def test_saved_and_loaded_tokenizer_gives_the_same_ids(tok):
+    import json
+
+    again = ChatTokenizer.from_dict(json.loads(json.dumps(tok.to_dict())))
+    assert again.vocab_size == tok.vocab_size and again.special == tok.special
+    text = "Before we proceed, hear me: 12+34 <|assistant|>"
+    assert again.encode(text) == tok.encode(text) and again.render(CONV) == tok.render(CONV)
+
+
+def test_loading_something_that_is_not_a_chat_tokenizer_says_so(tok):
+    with pytest.raises(ValueError, match="not an assistant"):
+        ChatTokenizer.from_dict(tok.base.to_dict())
+    with pytest.raises(ValueError, match="special tokens"):
+        ChatTokenizer.from_dict({**tok.to_dict(), "special_tokens": ["<|user|>"]})
