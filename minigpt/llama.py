@@ -286,7 +286,7 @@ def load_llama(name_or_dir, attn_impl: str = "sdpa", block_size: int | None = No
         raise ValueError(f"cannot read the config of {name!r}: {first}") from None
     check_llama_config(config)
     try:
-        hf = AutoModelForCausalLM.from_pretrained(name, local_files_only=local, dtype=torch.float32).eval()
+        hf = AutoModelForCausalLM.from_pretrained(name, local_files_only=local).float().eval()
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"cannot load the weights of {name!r}: {first}") from None
