@@ -20,8 +20,8 @@ tie_embeddings=False`` (and usually ``n_kv_head < n_head``); add ``qk_norm=True`
 
 Attention has two paths that compute the same thing:
 - ``"sdpa"``: ``F.scaled_dot_product_attention`` (fused kernels, flash attention on GPUs);
-- ``"math"``: softmax(Q K^T / sqrt(d_k)) V written out, for teaching.
-:meth:`GPT.attention_weights` returns the weights of every layer, whichever path the model uses.
+- ``"math"``: softmax(Q K^T / sqrt(d_k)) V written out, for teaching and for returning the weights
+  (:meth:`GPT.attention_weights`, whichever path the model uses otherwise).
 
 Generation passes a :class:`KVCache` (``model.new_kv_cache(batch_size)``): each layer keeps the keys
 and values of the tokens it has already seen, so a new token costs one position of work instead of
@@ -330,7 +330,7 @@ class CausalSelfAttention(nn.Module):
             return t
         return t.repeat_interleave(self.n_head // self.n_kv_head, dim=1)
 
-    def forward(self, x, rope=None, cache: KVCache | None = None, layer: int = 0):
+    def forward(self, x, rope=None, cache: KVCache | None = None, layer: int = 0, return_weights: bool = False):
         B, T, C = x.shape
         past = 0 if cache is None else cache.length
         q, k, v = self.qkv(x, rope, past)
@@ -338,7 +338,8 @@ class CausalSelfAttention(nn.Module):
             k, v = cache.update(layer, k, v)  # (B, n_kv, past + T, hs): the cached past, then these T
         k, v = self.expand_kv(k), self.expand_kv(v)  # (B, nh, S, hs)
         S = k.size(2)  # positions attended to
-        if self.attn_impl == "sdpa":
+        att = None
+        if self.attn_impl == "sdpa" and not return_weights:
             if past == 0 or T == 1:
                 # no past: the usual causal mask; one new token: it may see every cached position
                 mask, causal = None, past == 0
@@ -351,7 +352,8 @@ class CausalSelfAttention(nn.Module):
             att = attention_probs(q, k, self.mask[0, 0, past:S, :S])  # (B, nh, T, S)
             y = self.attn_dropout(att) @ v  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads side by side
-        return self.resid_dropout(self.c_proj(y))
+        y = self.resid_dropout(self.c_proj(y))
+        return (y, att) if return_weights else y
 
 
 class MLP(nn.Module):
@@ -391,7 +393,11 @@ class Block(nn.Module):
         self.ln_2 = make_norm(config, config.n_embd)
         self.mlp = MLP(config)
 
-    def forward(self, x, rope=None, cache: KVCache | None = None, layer: int = 0):
+    def forward(self, x, rope=None, cache: KVCache | None = None, layer: int = 0, return_weights: bool = False):
+        if return_weights:  # the explicit path, which also gives the weights (B, nh, T, S)
+            a, att = self.attn(self.ln_1(x), rope=rope, cache=cache, layer=layer, return_weights=True)
+            x = x + a
+            return x + self.mlp(self.ln_2(x)), att
         x = x + self.attn(self.ln_1(x), rope=rope, cache=cache, layer=layer)
         return x + self.mlp(self.ln_2(x))
 
@@ -495,10 +501,11 @@ class GPT(nn.Module):
     def attention_weights(self, idx, causal: bool = True, scaled: bool = True) -> list[torch.Tensor]:
         """The attention weights of every layer for ``idx`` (B, T): a list of n_layer (B, nh, T, T).
 
-        The residual stream flows through the real blocks; each layer's weights come from its own
-        queries and keys (after QK-norm and RoPE, key heads repeated for grouped queries).
+        The blocks run their explicit path (``attn_impl="math"``), which computes the weights it
+        uses; queries and keys come after QK-norm and RoPE, key heads repeated for grouped queries.
         ``causal=False`` or ``scaled=False`` show what the weights would be without the mask or
-        without the 1/sqrt(hs) scaling (lesson 06's explorer); the defaults are what the model uses.
+        without the 1/sqrt(hs) scaling (lesson 06's explorer), while the residual stream still flows
+        through the real, masked and scaled, blocks.
         """
         B, T = idx.shape
         self._check_length(T)
@@ -506,10 +513,13 @@ class GPT(nn.Module):
         rope = self.rope(T)
         weights = []
         for block in self.transformer.h:
-            q, k, _ = block.attn.qkv(block.ln_1(x), rope)
-            mask = block.attn.mask[0, 0, :T, :T] if causal else None
-            weights.append(attention_probs(q, block.attn.expand_kv(k), mask, scaled))
-            x = block(x, rope=rope)
+            x_in = x
+            x, att = block(x, rope=rope, return_weights=True)
+            if not (causal and scaled):  # the same queries and keys, without the mask or the scaling
+                q, k, _ = block.attn.qkv(block.ln_1(x_in), rope)
+                mask = block.attn.mask[0, 0, :T, :T] if causal else None
+                att = attention_probs(q, block.attn.expand_kv(k), mask, scaled)
+            weights.append(att)
         return weights
 
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
