@@ -14,9 +14,9 @@ Every default is GPT-2's block. Options of :class:`GPTConfig` give the block of 
 - ``qk_norm=True``: RMSNorm on each head's queries and keys before the scores (as Qwen3, OLMo 2);
 - ``bias=False``: no biases; ``tie_embeddings=False``: an output head of its own.
 
-Llama's block is ``positions="rope", norm="rmsnorm", activation="swiglu", bias=False,
-tie_embeddings=False`` (and usually ``n_kv_head < n_head``); add ``qk_norm=True`` for Qwen3's.
-:mod:`minigpt.llama` converts such a model to and from ``transformers``.
+Llama's block is :data:`LLAMA_BLOCK`, ``positions="rope", norm="rmsnorm", activation="swiglu",
+bias=False, tie_embeddings=False`` (and usually ``n_kv_head < n_head``); add ``qk_norm=True`` for
+Qwen3's. :mod:`minigpt.llama` converts such a model to and from ``transformers``.
 
 Attention has two paths that compute the same thing:
 - ``"sdpa"``: ``F.scaled_dot_product_attention`` (fused kernels, flash attention on GPUs);
@@ -44,6 +44,9 @@ ACTIVATIONS = {"gelu_tanh": "tanh", "gelu": "none"}
 MLP_ACTIVATIONS = (*ACTIVATIONS, "relu2", "swiglu")
 POSITIONS = ("learned", "rope")
 NORMS = ("layernorm", "rmsnorm")
+# The options that make GPT-2's block Llama's: GPTConfig(**sizes, **LLAMA_BLOCK, n_kv_head=...);
+# add qk_norm=True for Qwen3's. minigpt.llama converts such a model to and from transformers.
+LLAMA_BLOCK = dict(positions="rope", norm="rmsnorm", activation="swiglu", bias=False, tie_embeddings=False)
 
 
 @dataclass

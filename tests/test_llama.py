@@ -18,7 +18,7 @@ from minigpt.llama import (
     load_llama,
     to_llama,
 )
-from minigpt.model import GPT, GPTConfig, count_params
+from minigpt.model import GPT, LLAMA_BLOCK, GPTConfig, count_params
 from minigpt.tokenizer import CharTokenizer
 
 transformers = pytest.importorskip("transformers")
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 HAS_QWEN3 = hasattr(transformers, "Qwen3ForCausalLM")
 # fp32 on any CPU: the two implementations add in different orders, logits are O(1)
 ATOL = RTOL = 1e-5
-LLAMA = dict(positions="rope", norm="rmsnorm", activation="swiglu", bias=False, tie_embeddings=False)
+LLAMA = LLAMA_BLOCK
 SHAPES = {  # several shapes: multi-head, grouped, multi-query, wide heads, biases, tied head, other theta and eps
     "mha": dict(n_layer=2, n_head=4, n_embd=32),
     "gqa": dict(n_layer=2, n_head=4, n_embd=32, n_kv_head=2),
