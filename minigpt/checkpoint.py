@@ -27,9 +27,9 @@ import torch
 
 from .bpe import FORMAT as BPE_FORMAT
 from .bpe import BPETokenizer
-from .model import GPT, GPTConfig
+from .model import GPT, RUNTIME_FIELDS, GPTConfig
 from .tokenizer import CharTokenizer
-from .utils import os_error_message, pid_alive, sha256_file, write_json_atomic
+from .utils import describe_differences, os_error_message, pid_alive, sha256_file, write_json_atomic
 
 FORMAT = "minigpt-checkpoint"
 VERSION = 1
@@ -319,3 +319,18 @@ def load_checkpoint(path, device="cpu", load_state: bool = True) -> Checkpoint:
     return Checkpoint(model=model, tokenizer=tokenizer, model_config=model_config,
                       train_config=meta.get("train_config", {}), step=int(meta["step"]),
                       history=meta.get("history", []), state=state, extra=meta.get("extra", {}), path=ckpt)
+
+
+def load_weights(model: GPT, path) -> GPT:
+    """Load the weights of the checkpoint at ``path`` into ``model``, which must have the checkpoint's
+    architecture: other sizes or block options (RoPE, RMSNorm, SwiGLU, n_kv_head, ...) are refused with
+    one line naming them. Dropout and the attention path may differ. Returns ``model``."""
+    ck = load_checkpoint(path, device="cpu", load_state=False)
+    saved, ours = ck.model_config.to_dict(), model.config.to_dict()
+    diff = describe_differences(saved, ours, skip=RUNTIME_FIELDS)
+    if diff:
+        raise ValueError(f"cannot load {ck.path} into this model: the checkpoint has {diff}; build the model "
+                         "from the checkpoint (load_checkpoint) or give a model of the same options")
+    with torch.no_grad():
+        model.load_state_dict(ck.model.state_dict())
+    return model

@@ -25,8 +25,6 @@ from collections.abc import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from .model import KVCache
-
 __all__ = ["greedy", "apply_temperature", "top_k_filter", "top_p_filter", "repetition_penalty",
            "frequency_penalty", "next_token_probs", "sample_next", "generate", "generate_tokens",
            "stream", "generate_text", "check_sampling_args"]
@@ -171,7 +169,7 @@ def generate_tokens(model, idx: torch.Tensor, max_new_tokens: int, temperature: 
     if repetition != 1.0 or frequency != 0.0:  # how often each token occurs so far, (B, V)
         counts = torch.zeros(B, model.config.vocab_size, device=idx.device)
         counts.scatter_add_(1, idx, torch.ones_like(idx, dtype=counts.dtype))
-    cache = KVCache(model.config, B) if use_cache else None
+    cache = model.new_kv_cache(B) if use_cache else None
     was_training = model.training
     model.eval()
     try:

@@ -24,6 +24,7 @@ import torch
 from .bpe import GPT2_SPLIT_PATTERN, BPETokenizer, bytes_to_unicode
 from .model import GPT, GPTConfig
 from .tokenizer import CharTokenizer
+from .utils import describe_differences
 
 _TRANSPOSED = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 # GPTConfig.activation -> transformers' activation_function, and back ("gelu_new" is GPT-2's own name)
@@ -39,6 +40,15 @@ def hf_config(config: GPTConfig, eos_token_id: int | None = None):
     """
     from transformers import GPT2Config
 
+    # GPT-2's block; a model with the options of the modern block exports with minigpt.llama instead
+    gpt2_block = dict(positions="learned", norm="layernorm", norm_eps=1e-5, kv_heads=config.n_head, qk_norm=False,
+                      tie_embeddings=True, hidden_size=4 * config.n_embd)
+    have = {k: getattr(config, k) for k in gpt2_block}
+    diff = (f"activation {config.activation!r} instead of a GELU" if config.activation not in HF_ACTIVATION
+            else describe_differences(have, gpt2_block))
+    if diff:
+        raise ValueError(f"cannot export this model as GPT-2: it has {diff}; a Llama-style model exports with "
+                         "minigpt.llama.export_llama")
     return GPT2Config(
         vocab_size=config.vocab_size,
         n_positions=config.block_size,

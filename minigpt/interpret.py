@@ -161,9 +161,10 @@ def logit_lens(model, idx: torch.Tensor) -> torch.Tensor:
     tr = model.transformer
     B, T = idx.shape
     model._check_length(T)
-    x = tr.wte(idx) + tr.wpe(torch.arange(T, device=idx.device))  # (B, T, C)
+    x = model.embed(idx)  # (B, T, C)
+    rope = model.rope(T)  # RoPE's angles, None for learned positions
     out = [model.lm_head(tr.ln_f(x))]
     for block in tr.h:
-        x = block(x)
+        x = block(x, rope=rope)
         out.append(model.lm_head(tr.ln_f(x)))
     return torch.stack(out).float()

@@ -110,30 +110,17 @@ class RandomAttention:
 def gpt_attention(model, encode: Callable[[Sequence[str]], list[int]]) -> WeightFn:
     """A weight function for a ``minigpt.model.GPT``: tokens -> (n_layer, n_head, T, T).
 
-    The residual stream flows through the real (causal, scaled) blocks; at each layer the weights
-    shown are recomputed from that layer's queries and keys with the mask and the scaling as asked,
-    so with both on they equal ``model.attention_weights``.
+    The weights are the model's own (:meth:`minigpt.model.GPT.attention_weights`): the residual stream
+    flows through the real blocks, and each layer's weights come from its queries and keys, with the
+    mask and the scaling as asked (both on: what the model uses).
     """
 
     @torch.no_grad()
     def compute(tokens: Sequence[str], causal: bool = True, scaled: bool = True) -> torch.Tensor:
         device = next(model.parameters()).device
         idx = torch.tensor([encode(tokens)], dtype=torch.long, device=device)  # (1, T)
-        T = idx.size(1)
-        model._check_length(T)
-        tr = model.transformer
-        x = tr.wte(idx) + tr.wpe(torch.arange(T, device=device))  # (1, T, C)
-        out = []
-        for block in tr.h:
-            attn = block.attn
-            C = x.size(-1)
-            hs = C // attn.n_head
-            q, k, _ = attn.c_attn(block.ln_1(x)).split(C, dim=2)
-            q = q.view(1, T, attn.n_head, hs).transpose(1, 2)  # (1, nh, T, hs)
-            k = k.view(1, T, attn.n_head, hs).transpose(1, 2)
-            out.append(attention_from_qk(q, k, causal, scaled)[0].float().cpu())  # (nh, T, T)
-            x = block(x)
-        return torch.stack(out)  # (n_layer, nh, T, T)
+        weights = model.attention_weights(idx, causal=causal, scaled=scaled)  # n_layer x (1, nh, T, T)
+        return torch.stack([w[0].float().cpu() for w in weights])  # (n_layer, nh, T, T)
 
     return compute
 
