@@ -220,9 +220,10 @@ def bits_per_char(model, tokenizer, text: str, policy: str = "separate", context
 
     ``policy="separate"``: consecutive windows of the model's ``block_size`` tokens, or of at most ``context``
     characters when given. ``policy="sliding"``: every token has at least ``context`` characters before it
-    (required; ``short_context`` counts the tokens whose window could not hold that many). ``max_windows`` keeps that many evenly spaced windows (a quick estimate). ``block_size``: the
-    model's window in tokens (default ``model.config.block_size``; give it for an :class:`NGramScorer`). Returns
-    ``{"bits_per_char", "nats_per_token", "tokens", "characters", "windows", "policy", "context", "short_context"}``.
+    (required; ``short_context`` counts the tokens whose window could not hold that many). ``max_windows``
+    keeps that many evenly spaced windows (a quick estimate). ``block_size``: the model's window in tokens
+    (default ``model.config.block_size``; give it for an :class:`NGramScorer`). Returns ``{"bits_per_char",
+    "nats_per_token", "tokens", "characters", "windows", "policy", "context", "short_context"}``.
     """
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; choose one of: {', '.join(POLICIES)}")
@@ -248,6 +249,7 @@ def bits_per_char(model, tokenizer, text: str, policy: str = "separate", context
     lengths = torch.tensor(cum[1:]) - torch.tensor(cum[:-1])
     nats, tokens, chars = float(nll[scored].sum()), int(scored.sum()), int(lengths[scored].sum())
     short = 0 if policy == "separate" else sum(  # targets the window could not give `context` characters
-        1 for s, length, first in plan if s > 0 for j in range(s + 1 + first, s + 1 + length) if cum[j] - cum[s] < context)
+        1 for s, length, first in plan if s > 0
+        for j in range(s + 1 + first, s + 1 + length) if cum[j] - cum[s] < context)
     return {"bits_per_char": nats / (chars * math.log(2)), "nats_per_token": nats / tokens, "tokens": tokens,
             "characters": chars, "windows": len(plan), "policy": policy, "context": context, "short_context": short}
