@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 
 import regex
 import torch
-import torch.nn.functional as F
 
+from .evaluate import score_plan, sliding_plan
 from .generate import check_sampling_args, generate_tokens
 
 __all__ = ["ban_tokens", "bias_tokens", "allow_only", "RegexConstraint", "sample_texts", "continuation_nll"]
@@ -138,53 +138,22 @@ def sample_texts(model, tokenizer, prompt: str, n: int, max_new_tokens: int, *, 
     return texts
 
 
-@torch.no_grad()
 def continuation_nll(model, tokenizer, prompt: str, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
     """Mean NLL per token of each ``text`` as a continuation of ``prompt``, under ``model`` at temperature 1:
     (N,), NaN for an empty text. Sequences longer than the window are scored in windows that slide by
-    half a window, every token with at least half a window of context (Hugging Face's strided perplexity)."""
-    device = next(model.parameters()).device
+    half a window, every token with at least half a window of context (Hugging Face's strided perplexity;
+    :func:`minigpt.evaluate.sliding_plan` with a context of ``block_size + 1 - stride`` tokens)."""
     block = model.config.block_size
     stride = max(1, block // 2)
     p = tokenizer.encode(prompt)
     if not p:
         raise ValueError("the prompt is empty; give at least one character")
-    windows = []  # (row, token ids of the window, index of its first scored target, first target's position)
+    seqs = [torch.tensor(p + tokenizer.encode(text), dtype=torch.long) for text in texts]
+    plan = [(row, *w) for row, ids in enumerate(seqs) if texts[row]
+            for w in sliding_plan(len(ids), block, list(range(len(ids) + 1)), block + 1 - stride)]
+    nll = score_plan(model, seqs, plan, batch_size)
+    out = torch.full((len(texts),), float("nan"))
     for row, text in enumerate(texts):
-        if not text:
-            continue  # nothing to score: NaN
-        ids = p + tokenizer.encode(text)
-        s = 0
-        while True:
-            w = ids[s:s + block + 1]  # inputs w[:-1], targets w[1:]
-            first = 0 if s == 0 else block - stride  # targets already scored by the previous window are skipped
-            windows.append((row, w, first, s))
-            if s + block + 1 >= len(ids):
-                break
-            s += stride
-    total = torch.zeros(len(texts), dtype=torch.float64)
-    count = torch.zeros(len(texts), dtype=torch.float64)
-    was_training = model.training
-    model.eval()
-    try:
-        for i in range(0, len(windows), batch_size):
-            chunk = windows[i:i + batch_size]
-            T = max(len(w) - 1 for _, w, _, _ in chunk)
-            x = torch.zeros(len(chunk), T, dtype=torch.long)
-            y = torch.full((len(chunk), T), -1, dtype=torch.long)
-            for j, (_row, w, first, s) in enumerate(chunk):
-                x[j, :len(w) - 1] = torch.tensor(w[:-1])
-                tgt = torch.tensor(w[1:])
-                # score only the continuation: targets at positions >= len(prompt), not scored before
-                keep = torch.arange(s + 1, s + len(w)) >= len(p)
-                keep[:first] = False
-                y[j, :len(w) - 1] = torch.where(keep, tgt, torch.full_like(tgt, -1))
-            logits, _ = model(x.to(device))
-            nll = F.cross_entropy(logits.float().flatten(0, 1), y.to(device).flatten(), ignore_index=-1,
-                                  reduction="none").view(len(chunk), T).double().cpu()
-            for j, (row, *_rest) in enumerate(chunk):
-                total[row] += nll[j].sum()
-                count[row] += (y[j] >= 0).sum()
-    finally:
-        model.train(was_training)
-    return (total / count).float()  # 0 / 0 = NaN for an empty text
+        if text:  # score only the continuation: targets at positions >= len(prompt)
+            out[row] = nll[row][len(p):].mean()
+    return out

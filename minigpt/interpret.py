@@ -21,6 +21,8 @@ from collections.abc import Iterable
 import torch
 import torch.nn.functional as F
 
+from .evaluate import mean_nll
+
 __all__ = ["attention", "held_out_windows", "head_stats", "induction_test", "ablate_heads", "ablation_nll",
            "logit_lens", "nll"]
 
@@ -67,10 +69,9 @@ def head_stats(model, x: torch.Tensor, batch_size: int = 64) -> dict[str, torch.
 
 
 def nll(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 64) -> float:
-    """Mean negative log-likelihood (nats per token) of targets ``y`` given inputs ``x``."""
-    from .names_gpt import evaluate_nll  # the same measure lesson 06 uses; it works on any token ids
-
-    return evaluate_nll(model, x, y, batch_size=batch_size)
+    """Mean negative log-likelihood (nats per token) of targets ``y`` given inputs ``x``
+    (:func:`minigpt.evaluate.mean_nll`)."""
+    return mean_nll(model, x, y, batch_size)
 
 
 @torch.no_grad()

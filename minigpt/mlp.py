@@ -18,6 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .evaluate import mean_nll
+
 # The 27 symbols of the names models: '.' (start/end marker) is id 0, then a-z.
 CHARS = "." + string.ascii_lowercase
 STOI = {c: i for i, c in enumerate(CHARS)}
@@ -220,17 +222,10 @@ def lr_sweep(model: nn.Module, X: torch.Tensor, Y: torch.Tensor, lrs: Sequence[f
                      generator=generator, progress=progress, desc="LR sweep")
 
 
-@torch.no_grad()
 def evaluate_nll(model: nn.Module, X: torch.Tensor, Y: torch.Tensor, batch_size: int = 65536) -> float:
-    """Mean negative log-likelihood per token (nats) of ``model`` on the examples ``X, Y``."""
-    was_training = model.training
-    model.eval()
-    total = 0.0
-    for i in range(0, X.shape[0], batch_size):
-        logits, _ = model(X[i:i + batch_size])
-        total += F.cross_entropy(logits, Y[i:i + batch_size], reduction="sum").item()
-    model.train(was_training)
-    return total / X.shape[0]
+    """Mean negative log-likelihood per token (nats) of ``model`` on the examples ``X, Y``
+    (:func:`minigpt.evaluate.mean_nll`, the course's one scoring loop)."""
+    return mean_nll(model, X, Y, batch_size)
 
 
 @torch.no_grad()

@@ -15,8 +15,8 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
+from .evaluate import mean_nll
 from .model import GPT, GPTConfig
 from .tokenizer import CharTokenizer
 
@@ -56,23 +56,10 @@ def make_dataset(words: list[str], block_size: int, tokenizer: CharTokenizer | N
     return X, Y
 
 
-@torch.no_grad()
 def evaluate_nll(model: GPT, X: torch.Tensor, Y: torch.Tensor, batch_size: int = 1024) -> float:
-    """Mean negative log-likelihood per token (nats) over every target that is not -1."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    total, count = 0.0, 0
-    for i in range(0, len(X), batch_size):
-        xb, yb = X[i : i + batch_size].to(device), Y[i : i + batch_size].to(device)
-        logits, _ = model(xb)
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), yb.flatten(), ignore_index=-1, reduction="sum")
-        total += loss.item()
-        count += int((yb != -1).sum())
-    model.train(was_training)
-    if count == 0:
-        raise ValueError("evaluate_nll: there are no targets to score (every target is -1)")
-    return total / count
+    """Mean negative log-likelihood per token (nats) over every target that is not -1
+    (:func:`minigpt.evaluate.mean_nll`, the course's one scoring loop)."""
+    return mean_nll(model, X, Y, batch_size)
 
 
 @dataclass

@@ -15,17 +15,14 @@ retrains its scratch run, full size stops with a message saying what to do.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from pathlib import Path
 
-import torch
-
 from .checkpoint import POINTER, Checkpoint, load_checkpoint, read_meta
-from .train import TrainConfig, _gather, _windows, get_preset, train
+from .train import TrainConfig, get_preset, train
 from .utils import describe_differences, fast_mode, get_device, runs_dir
 
-__all__ = ["bits_per_char", "course_config", "default_preset", "inspect_run", "shakespeare_gpt", "TRAINING_TIME"]
+__all__ = ["course_config", "default_preset", "inspect_run", "shakespeare_gpt", "TRAINING_TIME"]
 
 # Measured on the course's machines (lesson 07), to tell a learner what to expect before training.
 TRAINING_TIME = {
@@ -120,35 +117,3 @@ def shakespeare_gpt(preset: str | None = None, *, fast: bool | None = None, devi
     if state == "done" and not retrain:
         print(f"loaded {_shown(out)}: step {ck.step}" + (f", val loss {vals[-1]:.3f}" if vals else ""))
     return ck
-
-
-@torch.no_grad()
-def bits_per_char(model, tokenizer, text: str, max_windows: int | None = None, batch_size: int = 64) -> dict:
-    """Score ``model`` on ``text`` in bits per character, a yardstick shared by every tokenizer.
-
-    The text is encoded and cut into non-overlapping windows of ``block_size`` + 1 tokens, as the
-    trainer evaluates (``max_windows``: evenly spaced ones only). Bits per character = the summed
-    NLL of the predicted tokens / (the characters those tokens spell x ln 2). Returns
-    ``{"bits_per_char", "nats_per_token", "tokens", "characters"}``.
-    """
-    import torch.nn.functional as F
-
-    device = next(model.parameters()).device
-    B = model.config.block_size
-    ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
-    n = (len(ids) - 1) // B
-    if n < 1:
-        raise ValueError(f"the text is {len(ids)} tokens long; scoring needs at least block_size + 1 = {B + 1}")
-    starts = _windows(len(ids), B, None if max_windows is None else max_windows * B)  # the trainer's windows
-    was_training = model.training
-    model.eval()
-    nats, tokens, chars = 0.0, 0, 0
-    for i in range(0, len(starts), batch_size):
-        x, y = _gather(ids, starts[i:i + batch_size], B)
-        logits, _ = model(x.to(device))
-        nats += float(F.cross_entropy(logits.float().flatten(0, 1), y.flatten().to(device), reduction="sum"))
-        tokens += y.numel()
-        chars += sum(len(tokenizer.decode(row.tolist())) for row in y)
-    model.train(was_training)
-    return {"bits_per_char": nats / (chars * math.log(2)), "nats_per_token": nats / tokens, "tokens": tokens,
-            "characters": chars}

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from .checkpoint import Checkpoint, acquire_lock, load_checkpoint, release_lock, save_checkpoint
+from .evaluate import gather, nll_sum, windows
 from .model import GPT, GPTConfig
 from .tokenizer import CharTokenizer
 
@@ -282,20 +283,7 @@ def estimate_mfu(n_params: int, config: GPTConfig, tokens_per_s: float, device=N
 
 # --------------------------------------------------------------------------- data
 
-def _windows(n_tokens: int, block_size: int, eval_tokens: int | None) -> torch.Tensor:
-    """Start offsets of the fixed validation windows: non-overlapping, evenly spread, always the same."""
-    n = (n_tokens - 1) // block_size  # each window needs block_size + 1 tokens (inputs and targets)
-    starts = torch.arange(n) * block_size
-    if eval_tokens is not None:
-        k = max(1, min(n, eval_tokens // block_size))
-        starts = starts[torch.linspace(0, n - 1, k).round().long()]
-    return starts
-
-
-def _gather(data: torch.Tensor, starts: torch.Tensor, block_size: int):
-    ix = starts[:, None] + torch.arange(block_size + 1)
-    chunk = data[ix]
-    return chunk[:, :-1], chunk[:, 1:]
+# Validation windows and batches: minigpt.evaluate.windows and .gather (one home for scoring).
 
 
 # --------------------------------------------------------------------------- results
@@ -568,7 +556,7 @@ def _train(cfg, device, progress, resume, text, rank, world) -> TrainResult:
         if len(d) < cfg.block_size + 1:
             raise ValueError(f"block_size {cfg.block_size} is longer than the {name} text ({len(d)} tokens); "
                              f"use a block_size below {len(d)}")
-    val_starts = _windows(len(val_data), cfg.block_size, cfg.eval_tokens)
+    val_starts = windows(len(val_data), cfg.block_size, cfg.eval_tokens)
 
     # ---- model, optimizer, precision
     mconf = cfg.model_config(tokenizer.vocab_size)
@@ -646,26 +634,17 @@ def _train(cfg, device, progress, resume, text, rank, world) -> TrainResult:
     pin = device.type == "cuda"
 
     def batch_for(offsets):
-        x, y = _gather(train_data, offsets, cfg.block_size)
+        x, y = gather(train_data, offsets, cfg.block_size)
         if pin:
             x, y = x.pin_memory(), y.pin_memory()
         return x.to(device, non_blocking=pin), y.to(device, non_blocking=pin)
 
-    @torch.no_grad()
-    def evaluate() -> float:
-        model.eval()
-        mine = val_starts[rank::world]
-        total = torch.zeros(2, dtype=torch.float64, device=device)
-        bs = max(cfg.batch_size, 8) * 4
-        for i in range(0, len(mine), bs):
-            x, y = _gather(val_data, mine[i:i + bs], cfg.block_size)
-            x, y = x.to(device), y.to(device)
-            with autocast:
-                _, loss = model(x, y)
-            total[0] += loss.double() * y.numel()
-            total[1] += y.numel()
+    def evaluate() -> float:  # mean val NLL over this rank's share of the fixed windows, summed over ranks
+        x, y = gather(val_data, val_starts[rank::world], cfg.block_size)
+        with autocast:
+            nats, count = nll_sum(model, x, y, batch_size=max(cfg.batch_size, 8) * 4)
+        total = torch.tensor([nats, count], dtype=torch.float64, device=device)
         _all_reduce_sum(total, world)
-        model.train()
         return float(total[0] / total[1])
 
     def sample(step) -> str | None:
@@ -819,7 +798,7 @@ def _compiled_or_plain(model, data, starts, cfg, device, autocast):
     devices = [device] if device.type == "cuda" else []
     try:
         with torch.random.fork_rng(devices=devices):
-            x, y = _gather(data, starts[: cfg.batch_size], cfg.block_size)
+            x, y = gather(data, starts[: cfg.batch_size], cfg.block_size)
             with autocast:
                 _, loss = compiled(x.to(device), y.to(device))
             loss.backward()

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from minigpt import train as T
+from minigpt.evaluate import windows
 from minigpt.model import GPT
 from minigpt.train import PRESETS, TrainConfig, estimate_mfu, get_lr, get_preset, train
 from minigpt.utils import get_device
@@ -148,10 +149,10 @@ def test_training_lowers_the_loss_and_reports_speed(text):
 
 def test_evaluation_uses_a_fixed_split(text):
     # the same model evaluated twice gives the same number; the windows cover val without overlap
-    starts = T._windows(1000, 64, None)
+    starts = windows(1000, 64, None)
     assert starts.tolist() == [64 * i for i in range(15)]
-    assert T._windows(1000, 64, 256).tolist() == T._windows(1000, 64, 256).tolist()
-    assert len(T._windows(100_000, 64, 6400)) == 100
+    assert windows(1000, 64, 256).tolist() == windows(1000, 64, 256).tolist()
+    assert len(windows(100_000, 64, 6400)) == 100
     a = train(tiny(max_iters=5, eval_interval=5), device="cpu", progress=False, text=text)
     b = train(tiny(max_iters=5, eval_interval=5), device="cpu", progress=False, text=text)
     assert a.val_loss == b.val_loss  # same seed, same windows: identical

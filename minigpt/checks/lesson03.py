@@ -177,7 +177,8 @@ def context_length_experiment(fn):
     small made-up language where the right context length is known, and scores the models itself."""
     from torch import nn
 
-    from minigpt.mlp import build_context_dataset, evaluate_nll
+    from minigpt.evaluate import mean_nll
+    from minigpt.mlp import build_context_dataset
 
     c = Check("context_length_experiment")
     g = fresh_generator()
@@ -188,7 +189,7 @@ def context_length_experiment(fn):
         c.that(isinstance(model, nn.Module), f"return the trained model (an nn.Module), got {type(model).__name__}")
         X, Y = build_context_dataset(held_out, block_size)
         try:
-            return evaluate_nll(model, X, Y)
+            return mean_nll(model, X, Y)
         except Exception as e:  # the model does not take contexts of this length
             c.fail(f"with block_size={block_size} your model fails on contexts of shape {tuple(X.shape)} "
                    f"({type(e).__name__}: {e}); build the model and the data set for the block size you are given")
