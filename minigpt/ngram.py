@@ -32,7 +32,7 @@ from collections import Counter
 import numpy as np
 import torch
 
-SMOOTHINGS = ("none", "add-k", "interpolation", "kneser-ney")
+from .config import SMOOTHINGS  # kept torch-free for the command line's --help
 
 # The 27 symbols of the names data: '.' marks both the start and the end of a name (makemore).
 CHARS = ["."] + list(string.ascii_lowercase)
