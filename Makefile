@@ -45,7 +45,7 @@ lab: setup
 # The full suite: package tests, every notebook (FAST mode) under nbval, exercise checks, lint.
 test: setup
 	$(BIN)/ruff check minigpt tests notebooks solutions browser_tests
-	$(BIN)/python -m minigpt.exercises --check
+	$(BIN)/python -m minigpt exercises --check
 	MINIGPT_FAST=1 MINIGPT_REQUIRE_ALL_NOTEBOOKS=1 $(BIN)/python -m pytest
 
 # Package tests only (no notebooks): quick feedback while editing minigpt/.
@@ -62,7 +62,7 @@ lint: setup
 	$(BIN)/ruff check minigpt tests notebooks solutions browser_tests
 
 exercises: setup
-	$(BIN)/python -m minigpt.exercises
+	$(BIN)/python -m minigpt exercises
 
 data: setup
 	$(BIN)/python -m minigpt data

@@ -1,7 +1,7 @@
 """Generate ``exercises/`` from ``solutions/``: the answers between the solution markers come out.
 
-    python -m minigpt.exercises          # regenerate every exercise notebook
-    python -m minigpt.exercises --check  # exit 1 when an exercise notebook is out of date
+    python -m minigpt exercises          # regenerate every exercise notebook
+    python -m minigpt exercises --check  # exit 1 when an exercise notebook is out of date
     python -m minigpt exercises reset 05 # a learner's clean start on lesson 05 (their copy kept)
 
 In code cells, the lines between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` become
