@@ -45,7 +45,12 @@ def main(argv=None) -> int:
     """Parse ``argv`` and run the command; bad input prints one ``error:`` line and returns 2."""
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # name the command whose --help lists what it takes
+            words = [w for w in (args.command, getattr(args, "bpe_command", None),
+                                 getattr(args, "exercises_command", None)) if w]
+            raise UsageError(f"unrecognized arguments: {' '.join(unknown)} "
+                             f"(see `{' '.join([parser.prog, *words, '--help'])}`)")
         if not getattr(args, "func", None):
             parser.print_help()
             return 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -308,8 +309,26 @@ def load_hf(name_or_dir, attn_impl: str = "sdpa"):
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"cannot load the weights of {name!r}: {first}") from None
+    except Exception as e:  # noqa: BLE001 - a damaged or unsafe weights file: one line that names it
+        raise ValueError(_bad_weights_message(name, local, e)) from None
     model = from_hf(hf, attn_impl=attn_impl)
     return model, _hf_tokenizer_for(name, local, config.vocab_size)
+
+
+def _bad_weights_message(name: str, local: bool, e: Exception) -> str:
+    """Which weights file could not be read, and what to do. A pickle that would run code is refused by
+    ``torch.load(weights_only=True)``; the message never suggests turning that protection off."""
+    folder = Path(name).expanduser() if local else None
+    if isinstance(e, pickle.UnpicklingError) or "weights_only" in str(e):
+        found = sorted(folder.glob("*.bin")) if folder else []
+        file = found[0] if found else f"the pytorch_model.bin of {name!r}"
+        return (f"{file} was refused: it is a pickle that would run code when loaded, which weights never need; "
+                "get the weights as model.safetensors from a source you trust")
+    found = sorted(folder.glob("*.safetensors")) if folder else []
+    file = found[0] if found else f"the weights file of {name!r}"
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return (f"{file} cannot be read ({type(e).__name__}: {first}); it is damaged or incomplete: "
+            "download or export the model again")
 
 
 def _hf_tokenizer_for(name: str, local: bool, vocab_size: int):
