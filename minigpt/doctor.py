@@ -12,7 +12,7 @@ checksums, free disk space, that the runs and data-cache folders can be written,
 trained model, and with a few timed training steps how long lesson 07's recipe will take here.
 It exits 1 when a check fails; ``--json`` ends with one JSON object for a script that collects a
 room's results. Everything but the standard library is imported inside the checks, so a broken
-install gets a ``fail`` line, not a traceback (``python -m minigpt.doctor`` works even when
+install gets a ``fail`` line, not a traceback (``python -m minigpt.commands.doctor`` works even when
 ``import torch`` does not).
 """
 
