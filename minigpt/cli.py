@@ -26,9 +26,9 @@ class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors become one ``error: ...`` line (exit 2), like every other bad input."""
 
     def error(self, message):
-        prefix = "argument "
-        if message.startswith(prefix) and ": -" in message:  # our own number types already name the option
-            message = message.split(": ", 1)[1]
+        head, _, rest = message.partition(": ")
+        if head.startswith("argument ") and rest.startswith("-"):  # our number types already name the option
+            message = rest
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
