@@ -203,6 +203,16 @@ def test_bpe_train_refuses_an_out_that_is_its_own_text(tmp_path, capsys):
     assert corpus.read_text(encoding="utf-8") == "to be or not to be " * 50
 
 
+def test_exercises_reset_refuses_to_write_into_solutions(capsys):
+    from minigpt.exercises import ROOT
+
+    solutions = ROOT / "solutions"
+    before = files_of(solutions)
+    assert main(["exercises", "reset", "01", "--dir", str(solutions)]) == 2
+    one_line_error(capsys, f"--dir {solutions} is the source solutions/")
+    assert files_of(solutions) == before
+
+
 # --------------------------------------------------------------------------- progress
 
 def test_progress_on_a_folder_without_exercise_notebooks_says_so_and_exits_2(tmp_path, capsys):

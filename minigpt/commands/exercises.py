@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..files import refuse_out_over_source
+
 
 def add_cli(sub) -> None:
     """``python -m minigpt exercises [--check]`` and ``python -m minigpt exercises reset NN``."""
@@ -43,8 +45,10 @@ def _cli_build(args) -> int:
 
 
 def _cli_reset(args) -> int:
-    from ..exercises import reset  # deferred: nbformat takes ~1.5 s to import
+    from ..exercises import ROOT, reset  # deferred: nbformat takes ~1.5 s to import
 
+    if args.dir is not None:  # the clean copy is made from solutions/, which it must never replace
+        refuse_out_over_source(ROOT / "solutions", args.dir, "solutions/", "--dir")
     target, backup = reset(args.lesson, args.dir)
     if backup is None:
         print(f"{target} is a clean exercise notebook (it was missing or had no changes: nothing to back up)")
