@@ -46,16 +46,16 @@ def _cli_progress(args) -> int:
 
     only = [n.strip().zfill(2) for n in args.lessons.split(",") if n.strip()] if args.lessons else None
     sources = args.paths or [ROOT / "exercises"]
-    for folder in sources:
-        if folder.is_dir() and not _notebooks_in(folder):
-            raise FileNotFoundError(f"no exercise notebooks (.ipynb) found in {folder}; give a learner's exercises "
-                                    "folder, a class folder, or notebooks")
     for option, target in (("--csv", args.csv), ("--markdown", args.markdown)):
         if target is not None and Path(target).is_dir():
             raise ValueError(f"{target} is a folder; give a file name for the table")
         if target is not None and Path(target).suffix == ".ipynb":  # a table must never replace a notebook
             for source in sources:
                 refuse_out_over_source(source, target, "NOTEBOOK_OR_FOLDER", option)
+    for folder in sources:
+        if folder.is_dir() and not _notebooks_in(folder):
+            raise FileNotFoundError(f"no exercise notebooks (.ipynb) found in {folder}; give a learner's exercises "
+                                    "folder, a class folder, or notebooks")
     echo = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
     reports = run_progress(args.paths or None, as_class=args.as_class, only=only, timeout=args.timeout, echo=echo)
     many = len(reports) > 1 or args.as_class
