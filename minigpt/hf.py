@@ -306,20 +306,25 @@ def load_hf(name_or_dir, attn_impl: str = "sdpa"):
     check_hf_config(config)
     try:
         hf = GPT2LMHeadModel.from_pretrained(name, local_files_only=local).eval()
-    except (OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"cannot load the weights of {name!r}: {first}") from None
     except Exception as e:  # noqa: BLE001 - a damaged or unsafe weights file: one line that names it
+        if isinstance(e, (OSError, ValueError)) and not _refused_pickle(e):
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"cannot load the weights of {name!r}: {first}") from None
         raise ValueError(_bad_weights_message(name, local, e)) from None
     model = from_hf(hf, attn_impl=attn_impl)
     return model, _hf_tokenizer_for(name, local, config.vocab_size)
+
+
+def _refused_pickle(e: Exception) -> bool:
+    """True when torch's safe loader refused a pickle (``torch.load(weights_only=True)``)."""
+    return isinstance(e, pickle.UnpicklingError) or "weights_only" in str(e) or "Weights only" in str(e)
 
 
 def _bad_weights_message(name: str, local: bool, e: Exception) -> str:
     """Which weights file could not be read, and what to do. A pickle that would run code is refused by
     ``torch.load(weights_only=True)``; the message never suggests turning that protection off."""
     folder = Path(name).expanduser() if local else None
-    if isinstance(e, pickle.UnpicklingError) or "weights_only" in str(e):
+    if _refused_pickle(e):
         found = sorted(folder.glob("*.bin")) if folder else []
         file = found[0] if found else f"the pytorch_model.bin of {name!r}"
         return (f"{file} was refused: it is a pickle that would run code when loaded, which weights never need; "

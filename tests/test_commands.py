@@ -192,6 +192,27 @@ def test_import_hf_refuses_a_pickle_that_would_run_code_and_never_suggests_unsaf
     assert not marker.exists() and not (tmp_path / "run").exists()
 
 
+def test_a_pickle_refusal_wrapped_in_another_error_is_named_the_same_way(tmp_path, monkeypatch):
+    # Other transformers versions wrap torch's refusal in an OSError whose text advises weights_only=False.
+    from transformers import GPT2LMHeadModel
+
+    from minigpt.hf import load_hf
+
+    folder = _gpt2_folder(tmp_path / "gpt2")
+    (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
+    torch_text = ("Weights only load failed. Re-running `torch.load` with `weights_only` set to `False` will likely "
+                  "succeed, but it can result in arbitrary code execution.")
+
+    def refuse(*args, **kwargs):
+        raise OSError(torch_text)
+
+    monkeypatch.setattr(GPT2LMHeadModel, "from_pretrained", refuse)
+    with pytest.raises(ValueError) as e:
+        load_hf(folder)
+    assert str(e.value).startswith(f"{folder / 'pytorch_model.bin'} was refused")
+    assert "weights_only" not in str(e.value) and "False" not in str(e.value)
+
+
 def test_bpe_train_refuses_an_out_that_is_its_own_text(tmp_path, capsys):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("to be or not to be " * 50, encoding="utf-8")
