@@ -51,7 +51,7 @@ lab: setup
 # then run in a second short session that reads the first one's logs. TEST_WORKERS=0: one process.
 test: setup
 	$(BIN)/ruff check minigpt tests notebooks solutions browser_tests
-	$(BIN)/python -m minigpt.exercises --check
+	$(BIN)/python -m minigpt exercises --check
 	@logs=$$(mktemp -d) && \
 	export MINIGPT_FAST=1 MINIGPT_REQUIRE_ALL_NOTEBOOKS=1 MINIGPT_FAST_LOG=$$logs/fast.log \
 	  MINIGPT_COLLECTED_LOG=$$logs/collected.log MINIGPT_RUNS_DIR=$$logs/runs && \
@@ -74,7 +74,7 @@ lint: setup
 	$(BIN)/ruff check minigpt tests notebooks solutions browser_tests
 
 exercises: setup
-	$(BIN)/python -m minigpt.exercises
+	$(BIN)/python -m minigpt exercises
 
 data: setup
 	$(BIN)/python -m minigpt data

@@ -24,6 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .generate import generate
+
 __all__ = ["hidden_states", "pad_batch", "embed", "LogisticRegression", "GPTClassifier", "fine_tune_classifier",
            "FineTuneResult", "predict_proba", "instruction_data", "cosine_similarity", "continuations"]
 
@@ -259,8 +261,6 @@ def continuations(model, tokenizer, text: str, prefix: int = 16, length: int = 4
     """Cut ``text`` into consecutive windows of ``prefix + length`` tokens. For each window: the real
     ``length`` tokens after its ``prefix``, and ``length`` tokens the model samples after the same
     prefix. Returns (real, generated), two (N, length) tensors of token ids."""
-    from .generate import generate
-
     ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
     W = prefix + length
     n = len(ids) // W

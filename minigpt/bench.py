@@ -15,14 +15,16 @@ busy with something else slows them all alike.
 from __future__ import annotations
 
 import contextlib
-import json
 import statistics
 import time
 
 import torch
 
+from .generate import generate
+from .hf import to_hf
 from .model import GPT, GPTConfig
-from .train import TrainConfig, estimate_mfu, make_optimizer, peak_flops
+from .train import TrainConfig, estimate_mfu, make_optimizer
+from .utils import get_device
 
 # (name, model sizes, batch size on CPU, batch size on GPU)
 CONFIGS = [
@@ -69,9 +71,6 @@ def bench_train(device=None, configs=None, rounds: int = 5, steps_per_round: int
     activation, precision): config, model, activation, dtype, batch_size, block_size, params,
     tokens_per_s, mfu, seconds_per_step.
     """
-    from .hf import to_hf
-    from .utils import get_device
-
     device = get_device(device)
     rows = []
     opt_cfg = TrainConfig(learning_rate=1e-4, min_lr=1e-5)  # the trainer's AdamW: its groups and kernel
@@ -147,10 +146,6 @@ def bench_generate(device=None, sizes: dict | None = None, prompt_len: int = 16,
     ``cache`` and ``transformers`` (each with ``tokens_per_s`` and ``seconds``), ``same_tokens``
     (minigpt's cache and transformers produce identical tokens), ``cache_matches_recompute``, and
     the ratios ``cache_vs_recompute`` and ``cache_vs_transformers``."""
-    from .generate import generate
-    from .hf import to_hf
-    from .utils import get_device
-
     device = get_device(device)
     sizes = dict(GENERATE_SIZES if sizes is None else sizes)
     if prompt_len + new_tokens > sizes["block_size"]:
@@ -205,43 +200,6 @@ def bench_generate(device=None, sizes: dict | None = None, prompt_len: int = 16,
     return result
 
 
-def add_cli(sub) -> None:
-    """``python -m minigpt bench train|generate [--device D] [--json]``."""
-    p = sub.add_parser("bench", help="benchmarks of minigpt vs transformers' GPT-2: training steps, generation")
-    p.add_argument("what", choices=["train", "generate"],
-                   help="train: tokens/s and MFU of training steps; generate: tokens/s of greedy generation")
-    p.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
-    p.add_argument("--rounds", type=int, default=None,
-                   help="alternating timing rounds, median reported (default: 5 for train, 3 for generate)")
-    p.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
-    p.set_defaults(func=_cli_bench)
-
-
-def _cli_bench(args) -> int:
-    from .utils import describe_device, get_device
-
-    if args.rounds is None:
-        args.rounds = 3 if args.what == "generate" else 5
-    if args.rounds <= 0:
-        raise ValueError(f"--rounds must be a positive integer, got {args.rounds}")
-    device = get_device(args.device)
-    if args.what == "generate":
-        return _cli_bench_generate(args, device)
-    extra = ""
-    if device.type == "cpu":
-        from .precision import cpu_bf16_support
-
-        ok, what = cpu_bf16_support()
-        extra = f"; bf16 instructions: {what if ok else 'none (' + what + '), bf16 is emulated'}"
-    print(f"training-step benchmark on {describe_device(device)}, torch {torch.__version__}; "
-          f"peak {peak_flops(device) / 1e12:.2f} TFLOP/s for MFU{extra}; median of {args.rounds} alternating rounds")
-    rows = bench_train(device, rounds=args.rounds)
-    print(summarize_train(rows))
-    if args.json:
-        print(json.dumps({"device": str(device), "torch": torch.__version__, "results": rows}))
-    return 0
-
-
 def summarize_train(rows: list[dict]) -> str:
     """Per size: minigpt vs transformers (same activation and precision), bf16 vs fp32, exact vs tanh GELU."""
     def tps(config, model, act, dtype):
@@ -265,18 +223,3 @@ def summarize_train(rows: list[dict]) -> str:
             parts.append(f"exact/tanh GELU {exact / tanh:.2f}x ({dtypes[0]})")
         lines.append(f"{name}: " + ", ".join(parts))
     return "\n".join(lines)
-
-
-def _cli_bench_generate(args, device) -> int:
-    from .utils import describe_device
-
-    s = GENERATE_SIZES
-    print(f"generation benchmark on {describe_device(device)}, torch {torch.__version__}: "
-          f"{s['n_layer']} layers, {s['n_head']} heads, {s['n_embd']} wide, context {s['block_size']}, "
-          f"batch 1, 16-token prompt, 240 new tokens, greedy; median of {args.rounds} rounds")
-    r = bench_generate(device, rounds=args.rounds)
-    print(f"KV cache vs recomputing: {r['cache_vs_recompute']:.1f}x | KV cache vs transformers: "
-          f"{r['cache_vs_transformers']:.2f}x | same tokens as transformers: {r['same_tokens']}")
-    if args.json:
-        print(json.dumps(r))
-    return 0

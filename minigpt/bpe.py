@@ -33,6 +33,7 @@ from pathlib import Path
 
 import regex
 
+from . import data
 from .utils import write_json_atomic
 
 # The pre-split patterns of GPT-2 and GPT-4 (cl100k_base), as published in tiktoken.
@@ -521,8 +522,6 @@ def gpt2_tokenizer(encoder_path=None, vocab_path=None) -> BPETokenizer:
     download), and undoes the byte-to-unicode table. GPT-2's ids 0-255 are its single bytes in
     the table's order, merge ``i`` makes id ``256 + i``, and ``<|endoftext|>`` is 50256.
     """
-    from . import data
-
     encoder_path = Path(encoder_path) if encoder_path else data.path("gpt2-encoder")
     vocab_path = Path(vocab_path) if vocab_path else data.path("gpt2-vocab")
     try:
@@ -574,8 +573,6 @@ def train_hf_bytelevel(text: str, vocab_size: int):
 
 def bench(text: str | None = None, vocab_size: int = 512, pattern: str = "gpt4") -> dict:
     """Time training and encoding of our BPE and of ``tokenizers`` on the same text; print the figures."""
-    from . import data
-
     if text is None:
         text = data.load_text("tinyshakespeare")
     n_bytes = len(text.encode("utf-8"))
@@ -625,93 +622,3 @@ def bench(text: str | None = None, vocab_size: int = 512, pattern: str = "gpt4")
         print(f"{name:<28}{tt_s:>9}{te:>10.3f}{mb / te:>8.2f}{nt:>10,}{n_bytes / nt:>13.2f}")
     print(f"tiktoken gives the same ids as minigpt.bpe: {tk_ids == ids}")
     return result
-
-
-# ---- command line -----------------------------------------------------------------------------
-def add_cli(sub) -> None:
-    """``python -m minigpt bpe train|encode|bench``."""
-    p = sub.add_parser("bpe", help="byte-level BPE: train, encode, benchmark")
-    bsub = p.add_subparsers(dest="bpe_command", metavar="SUBCOMMAND")
-
-    t = bsub.add_parser("train", help="train a byte-level BPE on a data set and save it as JSON")
-    t.add_argument("--data", default="tinyshakespeare",
-                   help="a data set name (tinyshakespeare, names) or a UTF-8 text file")
-    t.add_argument("--vocab-size", type=int, default=512, help="256 bytes + merges (default 512)")
-    t.add_argument("--pattern", default="gpt4", help="pre-split: gpt4 (default), gpt2, none, or a regex")
-    t.add_argument("--out", required=True, help="where to write the tokenizer (JSON)")
-    t.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
-    t.set_defaults(func=_cli_train)
-
-    e = bsub.add_parser("encode", help="encode text with a trained tokenizer")
-    e.add_argument("--model", required=True, help="a tokenizer file written by `bpe train`")
-    e.add_argument("text", help="the text to encode")
-    e.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
-    e.set_defaults(func=_cli_encode)
-
-    b = bsub.add_parser("bench", help="time training and encoding against the `tokenizers` library")
-    b.add_argument("--data", default="tinyshakespeare", help="a data set name or a UTF-8 text file")
-    b.add_argument("--vocab-size", type=int, default=512)
-    b.add_argument("--pattern", default="gpt4")
-    b.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
-    b.set_defaults(func=_cli_bench)
-    p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
-
-
-def _read_data(name: str) -> str:
-    from . import data
-
-    if name in data.DATASETS:
-        return data.load_text(name)
-    path = Path(name)
-    if path.is_dir():
-        raise ValueError(f"--data {name!r} is a folder; give a data set ({', '.join(sorted(data.DATASETS))}) "
-                         "or a UTF-8 text file")
-    if path.is_file():
-        try:
-            return path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise ValueError(f"--data {name!r} is not UTF-8 text (byte {e.start}: {e.reason}); "
-                             "convert it to UTF-8") from None
-        except OSError as e:
-            raise ValueError(f"cannot read --data {name!r}: {_os_why(e)}; check its permissions") from None
-    raise ValueError(f"--data {name!r} is neither a data set ({', '.join(sorted(data.DATASETS))}) nor a file")
-
-
-def _cli_train(args) -> int:
-    if args.vocab_size < 256:
-        raise ValueError(f"--vocab-size {args.vocab_size} is below 256; a byte-level BPE needs the 256 byte "
-                         "tokens plus the merges, so use 256 or more (e.g. 512)")
-    out = Path(args.out)
-    _check_writable(out)  # before training, which can take minutes
-    text = _read_data(args.data)
-    if not text:
-        raise ValueError(f"--data {args.data!r} is empty; give a text to train the tokenizer on")
-    _resolve_pattern(args.pattern)  # a bad --pattern fails before training too
-    t0 = time.perf_counter()
-    tok = train(text, args.vocab_size, pattern=args.pattern, progress=True)
-    seconds = time.perf_counter() - t0
-    tok.save(args.out)
-    n = len(tok.encode(text))
-    print(f"trained {tok} on {args.data} ({len(text):,} characters) in {seconds:.1f} s; wrote {args.out}")
-    print(f"{n:,} tokens, {len(text) / n:.2f} characters per token")
-    if args.json:
-        print(json.dumps({"out": str(args.out), "vocab_size": tok.vocab_size, "merges": len(tok.merges),
-                          "train_seconds": seconds, "tokens": n, "characters": len(text)}))
-    return 0
-
-
-def _cli_encode(args) -> int:
-    tok = BPETokenizer.load(args.model)
-    ids = tok.encode(args.text)
-    print(" ".join(str(i) for i in ids))
-    print("|".join(_piece(tok.token_bytes(i)) for i in ids))
-    if args.json:
-        print(json.dumps({"ids": ids, "tokens": len(ids)}))
-    return 0
-
-
-def _cli_bench(args) -> int:
-    result = bench(_read_data(args.data), args.vocab_size, args.pattern)
-    if args.json:
-        print(json.dumps(result))
-    return 0

@@ -25,6 +25,7 @@ from collections import Counter
 
 import torch
 
+from .data import DATASETS, DataError, locate
 from .generate import check_sampling_args, stream
 
 __all__ = ["speeches", "speakers", "script_prompt", "Chat", "ChatPanel", "END_OF_SPEECH"]
@@ -166,28 +167,9 @@ class ChatPanel:
         return self.widget._repr_mimebundle_(**kwargs)
 
 
-# --------------------------------------------------------------------------- command line
-
-def add_cli(sub) -> None:
-    """``python -m minigpt chat --ckpt DIR [--as NAME] [--to NAME]``."""
-    c = sub.add_parser("chat", help="talk to a script-trained model: you speak as one character, it answers as another")
-    c.add_argument("--ckpt", help="a run folder written by `train`; default: the course's run for this device")
-    c.add_argument("--as", dest="as_name", default="ROMEO", help="the character you speak as (default ROMEO)")
-    c.add_argument("--to", dest="to_name", default="JULIET", help="the character the model speaks as (default JULIET)")
-    c.add_argument("--temperature", type=float, default=0.8)
-    c.add_argument("--top-k", type=int, default=None)
-    c.add_argument("--top-p", type=float, default=0.9)
-    c.add_argument("--max-new-tokens", type=int, default=300, help="the longest answer, in tokens")
-    c.add_argument("--seed", type=int, default=1337)
-    c.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
-    c.set_defaults(func=_cli_chat)
-
-
-def _known_speakers(train_config: dict) -> Counter | None:
+def known_speakers(train_config: dict) -> Counter | None:
     """The speakers of the data the checkpoint was trained on, or None (with a note) when that data is
     not on this machine; nothing is downloaded."""
-    from .data import DATASETS, DataError, locate
-
     name = (train_config or {}).get("dataset", "tinyshakespeare")
     if name not in DATASETS:
         return None
@@ -212,44 +194,3 @@ def resolve_speaker(name: str, known: Counter | None, what: str) -> str:
     common = ", ".join(k for k, _ in known.most_common(8))
     raise ValueError(f"unknown character {name!r} for {what}: no speech in the training script is theirs; "
                      f"try one of {common} (any of the {len(known)} speakers works)")
-
-
-def _cli_chat(args) -> int:
-    from .checkpoint import load_checkpoint
-    from .utils import get_device
-
-    check_sampling_args(args.temperature, args.top_k, args.top_p, max_new_tokens=args.max_new_tokens)
-    device = get_device(args.device)
-    ckpt = args.ckpt
-    if ckpt is None:
-        from .pretrained import course_config
-
-        ckpt = course_config(fast=False, device=device).out_dir
-    ck = load_checkpoint(ckpt, device=device, load_state=False)
-    known = _known_speakers(ck.train_config)
-    as_name = resolve_speaker(args.as_name, known, "--as")
-    to_name = resolve_speaker(args.to_name, known, "--to")
-    chat = Chat(ck.model, ck.tokenizer, as_name, to_name, temperature=args.temperature, top_k=args.top_k,
-                top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed)
-    print(f"You are {as_name}; the model answers as {to_name}. End with Ctrl-D (end of input) or Ctrl-C.")
-    while True:
-        try:
-            line = input(f"{as_name}: ")
-        except (EOFError, KeyboardInterrupt):
-            print()  # end the prompt's line, then leave quietly
-            return 0
-        if not line.strip():
-            continue
-        try:
-            ck.tokenizer.encode(line)
-        except ValueError as e:  # a character the model cannot read: say so and let the user try again
-            print(f"(not sent: {e})", file=sys.stderr)
-            continue
-        try:
-            sys.stdout.write(f"{to_name}: ")
-            sys.stdout.flush()
-            chat.reply(line, on_piece=lambda p: (sys.stdout.write(p), sys.stdout.flush()))
-            sys.stdout.write("\n")
-        except KeyboardInterrupt:  # Ctrl-C while the model speaks: stop it and end the chat
-            print()
-            return 0

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .model import GPTConfig, count_params
+from .train import get_preset, train
 
 __all__ = ["PublishedModel", "PUBLISHED", "H100_BF16_PEAK", "training_memory", "activation_bytes",
            "training_flops", "training_days", "scaling_sweep", "fit_power_law", "power_law"]
@@ -107,8 +108,6 @@ def scaling_sweep(sizes, tokens: int, base=None, text: dict[str, str] | None = N
     default: lesson 07's CPU recipe). Returns one row per size: parameters, held-out loss, seconds, and the
     config and trained model (to train a variant with the same recipe, or to sample from)."""
     from tqdm.auto import tqdm
-
-    from .train import get_preset, train
 
     base = base or get_preset("shakespeare-char-cpu")
     per_step = base.batch_size * base.block_size * base.grad_accum_steps

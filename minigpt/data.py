@@ -37,7 +37,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .utils import sha256_file
+from .files import sha256_file  # torch-free, so `data --help` is fast
 
 TANG_SOURCE_URL = ("https://github.com/chinese-poetry/chinese-poetry/tree/"
                    "99ebbef7e1345c0985c44b9fd96a3f9e776f117b/%E5%85%A8%E5%94%90%E8%AF%97")
@@ -431,33 +431,3 @@ def tang_split(poems: list[dict] | None = None) -> dict[str, str]:
     poems = load_tang_poems() if poems is None else poems
     return {s: "".join(p["text"] + "\n\n" for p in poems if p["split"] == s) for s in ("train", "val")}
 
-
-def add_cli(sub) -> None:
-    """``python -m minigpt data [NAME] [--json]``."""
-    p = sub.add_parser("data", help="where each data set is, its size, and whether its checksum matches")
-    p.add_argument("name", nargs="?", help=f"one of: {', '.join(sorted(DATASETS))} (default: all)")
-    p.add_argument("--download", action="store_true", help="download data sets that are missing")
-    p.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
-    p.set_defaults(func=_cli_data)
-
-
-def _cli_data(args) -> int:
-    import json
-
-    names = [args.name] if args.name else sorted(DATASETS)
-    for n in names:
-        dataset(n)  # unknown names fail here, listing the known ones
-    if args.download:
-        for n in names:
-            locate(n)
-    rows = [status(n) for n in names]
-    for r in rows:
-        mark = "ok" if r["sha256_ok"] else "MISSING"
-        where = f"{r['path']} ({r['source']})" if r["path"] else r.get("error", "")
-        size = f"{r['bytes']:,} bytes" if r["bytes"] else f"expected {r['expected_bytes']:,} bytes"
-        print(f"{r['name']:<16} {mark:<8} {size:<20} {where}")
-    if not all(r["sha256_ok"] for r in rows):
-        print("missing data: run `python -m minigpt data --download`, or set MINIGPT_DATA_DIR to a folder with the files")
-    if args.json:
-        print(json.dumps({"datasets": rows}))
-    return 0 if all(r["sha256_ok"] for r in rows) else 1

@@ -12,13 +12,12 @@ checksums, free disk space, that the runs and data-cache folders can be written,
 trained model, and with a few timed training steps how long lesson 07's recipe will take here.
 It exits 1 when a check fails; ``--json`` ends with one JSON object for a script that collects a
 room's results. Everything but the standard library is imported inside the checks, so a broken
-install gets a ``fail`` line, not a traceback (``python -m minigpt.doctor`` works even when
+install gets a ``fail`` line, not a traceback (``python -m minigpt.commands.doctor`` works even when
 ``import torch`` does not).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -172,7 +171,7 @@ def check_device() -> Result:
     try:
         import torch
 
-        from .utils import describe_device, get_device
+        from .utils import describe_device, get_device  # deferred: see the module docstring
 
         device = get_device()
         name = describe_device(device)
@@ -187,7 +186,7 @@ def check_device() -> Result:
                       "with loss scaling")
     if device.type == "mps":
         return Result("device", OK, f"{name}: lessons use the Apple GPU in fp32 (bf16 is not used on MPS)")
-    from .precision import cpu_bf16_support
+    from .precision import cpu_bf16_support  # deferred: see the module docstring
 
     ok, what = cpu_bf16_support()
     bf16 = (f"bf16 instructions ({what}): training picks bf16 for models wider than 128 where a short probe "
@@ -198,7 +197,7 @@ def check_device() -> Result:
 def check_data() -> list[Result]:
     """Both data sets found (offline folder or cache) with the right size and SHA-256; never downloads."""
     try:
-        from . import data
+        from . import data  # deferred: see the module docstring
     except Exception as e:
         return [Result("data", FAIL, f"cannot load minigpt.data: {_one_line(e)}", SETUP_FIX)]
     fix = ("`python -m minigpt data --download` (needs internet), or copy names.txt and tinyshakespeare.txt "
@@ -267,7 +266,7 @@ def write_test(folder: Path) -> str | None:
 
 
 def check_folders(data_results: list[Result]) -> list[Result]:
-    from .utils import runs_dir
+    from .utils import runs_dir  # deferred: see the module docstring
 
     out = []
     runs = runs_dir()
@@ -278,7 +277,7 @@ def check_folders(data_results: list[Result]) -> list[Result]:
     else:
         out.append(Result("runs folder", OK, f"{runs} is writable"))
     try:
-        from .data import cache_dir
+        from .data import cache_dir  # deferred: see the module docstring
 
         cache = cache_dir()
     except Exception as e:
@@ -296,7 +295,7 @@ def check_folders(data_results: list[Result]) -> list[Result]:
 
 
 def check_fast_mode() -> Result | None:
-    from .utils import fast_mode
+    from .utils import fast_mode  # deferred: see the module docstring
 
     if fast_mode():
         return Result("FAST mode", WARN, "MINIGPT_FAST is set: lessons run their tiny test size, and their numbers "
@@ -307,6 +306,7 @@ def check_fast_mode() -> Result | None:
 def check_trained_model(estimate: str = "") -> Result:
     """The course's trained model (lesson 07's run), which lessons 08-12 load."""
     try:
+        # deferred: a broken install must give a fail line (see the module docstring)
         from .pretrained import course_config, default_preset, inspect_run
 
         preset = default_preset()
@@ -335,7 +335,7 @@ def _probe_text() -> dict[str, str]:
     """A slice of Tiny Shakespeare's split; made-up text with its 65 characters when the data is missing
     (the speed does not depend on what the text says)."""
     try:
-        from .data import DataError, locate, shakespeare_split
+        from .data import DataError, locate, shakespeare_split  # deferred: see the module docstring
 
         path, _ = locate("tinyshakespeare", download_missing=False)  # the doctor never downloads
         sp = shakespeare_split(path.read_text(encoding="utf-8"))
@@ -359,9 +359,9 @@ def speed_probe(seconds: float = 6.0, preset: str | None = None, device=None, te
     """
     import torch
 
-    from .pretrained import default_preset
-    from .train import get_preset, train
-    from .utils import get_device
+    from .pretrained import default_preset  # deferred: see the module docstring
+    from .train import get_preset, train  # deferred: see the module docstring
+    from .utils import get_device  # deferred: see the module docstring
 
     device = get_device(device)
     preset = preset or default_preset(device)
@@ -379,7 +379,7 @@ def speed_probe(seconds: float = 6.0, preset: str | None = None, device=None, te
     tps = result.tokens_per_s
     train_s = full.max_iters * tokens_per_step / tps
     n_evals = full.max_iters // full.eval_interval + (full.max_iters % full.eval_interval != 0)
-    from .data import DATASETS, SHAKESPEARE_TRAIN_FRACTION
+    from .data import DATASETS, SHAKESPEARE_TRAIN_FRACTION  # deferred: see the module docstring
 
     val_tokens = DATASETS["tinyshakespeare"].size * (1 - SHAKESPEARE_TRAIN_FRACTION)  # one character a token
     eval_s = n_evals * val_tokens / (3 * tps)
@@ -440,8 +440,8 @@ def run_checks(probe_seconds: float = 6.0) -> tuple[list[Result], dict | None]:
     data_results = _guard(check_data)
     results += data_results
     try:
-        from .data import cache_dir
-        from .utils import runs_dir
+        from .data import cache_dir  # deferred: see the module docstring
+        from .utils import runs_dir  # deferred: see the module docstring
 
         folders = [runs_dir(), cache_dir()]
     except Exception:
@@ -470,48 +470,3 @@ def report(results: list[Result]) -> dict:
     counts = {s: sum(r.status == s for r in results) for s in (OK, WARN, FAIL)}
     return {"ok": counts[FAIL] == 0, "counts": counts, "machine": platform.node(), "platform": platform.platform(),
             "checks": [dataclasses.asdict(r) for r in results]}
-
-
-def _cli_doctor(args) -> int:
-    if args.probe_seconds < 0:
-        raise ValueError(f"--probe-seconds must be >= 0, got {args.probe_seconds}")
-    results, probe = run_checks(0 if args.no_probe else args.probe_seconds)
-    width = max(len(r.name) for r in results)
-    for r in results:
-        print(r.line(width), flush=True)
-    summary = report(results)
-    c = summary["counts"]
-    verdict = ("fix the failures above before the workshop" if c[FAIL]
-               else "ready; the warnings say what may slow you down" if c[WARN] else "ready for the workshop")
-    print(f"doctor: {c[OK]} ok, {c[WARN]} warn, {c[FAIL]} fail: {verdict}")
-    if args.json:
-        summary["probe"] = probe
-        print(json.dumps(summary))
-    return 1 if c[FAIL] else 0
-
-
-def add_cli(sub) -> None:
-    """``python -m minigpt doctor [--json] [--no-probe] [--probe-seconds S]``."""
-    p = sub.add_parser("doctor", help="pre-flight check before a workshop: packages, device, data, folders, speed")
-    p.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
-    p.add_argument("--no-probe", action="store_true", help="skip the timed training steps (the speed line)")
-    p.add_argument("--probe-seconds", type=float, default=6.0,
-                   help="about how long the speed probe trains (default 6)")
-    p.set_defaults(func=_cli_doctor)
-
-
-def main(argv=None) -> int:
-    """``python -m minigpt.doctor``: the same report, for when the main command line cannot start."""
-    parser = argparse.ArgumentParser(prog="python -m minigpt.doctor", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers()
-    add_cli(sub)
-    args = parser.parse_args(["doctor", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

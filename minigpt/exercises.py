@@ -1,7 +1,7 @@
 """Generate ``exercises/`` from ``solutions/``: the answers between the solution markers come out.
 
-    python -m minigpt.exercises          # regenerate every exercise notebook
-    python -m minigpt.exercises --check  # exit 1 when an exercise notebook is out of date
+    python -m minigpt exercises          # regenerate every exercise notebook
+    python -m minigpt exercises --check  # exit 1 when an exercise notebook is out of date
     python -m minigpt exercises reset 05 # a learner's clean start on lesson 05 (their copy kept)
 
 In code cells, the lines between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` become
@@ -11,10 +11,8 @@ marker. In Markdown cells they become "*Your answer here.*". Outputs are cleared
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -158,46 +156,3 @@ def reset(lesson: str, exercises_dir: Path | None = None, root: Path = ROOT,
         kept = f"; your work is in {backup}" if backup else ""
         raise ValueError(f"cannot write {target} ({e.strerror or type(e).__name__}){kept}") from None
     return target, backup
-
-
-def _cli_reset(args) -> int:
-    target, backup = reset(args.lesson, args.dir)
-    if backup is None:
-        print(f"{target} is a clean exercise notebook (it was missing or had no changes: nothing to back up)")
-    else:
-        print(f"{target}: clean exercise notebook written; your previous copy is in {backup}")
-    return 0
-
-
-def add_cli(sub) -> None:
-    """``python -m minigpt exercises reset NN``."""
-    p = sub.add_parser("exercises", help="exercise notebooks: reset one to a clean copy")
-    ex = p.add_subparsers(dest="exercises_command", metavar="ACTION", required=True)
-    r = ex.add_parser("reset", help="restore a clean exercise notebook; your copy is kept as a dated backup")
-    r.add_argument("lesson", help="the lesson number, e.g. 05")
-    r.add_argument("--dir", type=Path, default=None,
-                   help="the folder that holds your exercise notebooks (default: exercises/ of this checkout)")
-    r.set_defaults(func=_cli_reset)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m minigpt.exercises", description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="only report stale exercise notebooks")
-    args = parser.parse_args(argv)
-    if args.check:
-        problems = stale()
-        for p in problems:
-            print(p)
-        if problems:
-            print("run `make exercises` (python -m minigpt.exercises) to regenerate them")
-        return 1 if problems else 0
-    (ROOT / "exercises").mkdir(exist_ok=True)
-    for path, text in expected_exercises().items():
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            path.write_text(text, encoding="utf-8")
-            print(f"wrote {path.relative_to(ROOT)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

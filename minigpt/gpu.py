@@ -12,7 +12,6 @@ Without CUDA it says so and exits with status 2.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -22,8 +21,9 @@ from pathlib import Path
 
 import torch
 
+from .generate import generate
 from .model import GPT, GPTConfig
-from .train import _enable_tf32
+from .train import _enable_tf32, get_preset, train
 
 
 def _line(ok: bool, text: str) -> bool:
@@ -55,8 +55,6 @@ def gpu_checks(device: torch.device) -> bool:
             lm, _ = math_model(x.to(device))
         err = float((lm - lg).abs().max())
         ok &= _line(err < 1e-3, f"SDPA attention vs written-out attention on the GPU: {err:.2e} (< 1e-3)")
-        from .generate import generate
-
         start = torch.randint(0, 65, (2, 8)).to(device)
         cached = generate(gpu_model, start, 150, temperature=0, use_cache=True)
         recomputed = generate(gpu_model, start, 150, temperature=0, use_cache=False)
@@ -120,8 +118,6 @@ def run_tests(timeout: int = 150) -> bool:
 
 def train_check(steps: int, device: torch.device) -> dict:
     """The GPU preset for ``steps`` steps (its schedule compressed to them); returns the summary."""
-    from .train import get_preset, train
-
     cfg = get_preset("shakespeare-char-gpu")
     cfg = dataclasses.replace(cfg, max_iters=steps, lr_decay_iters=steps if steps < cfg.max_iters else cfg.lr_decay_iters,
                               eval_interval=max(1, min(cfg.eval_interval, steps)), sample_tokens=200,
@@ -133,43 +129,3 @@ def train_check(steps: int, device: torch.device) -> dict:
           f"{s['tokens_per_s']:,.0f} tokens/s, MFU {100 * s['mfu']:.1f}%, {s['seconds']:.1f} s "
           f"(compile {'on' if cfg.compile is not False else 'off'})", flush=True)
     return s
-
-
-def add_cli(sub) -> None:
-    """``python -m minigpt gpu-check [--steps N] [--no-tests] [--json]``."""
-    p = sub.add_parser("gpu-check", help="on a CUDA machine: GPU checks, tests on the GPU, a short GPU training run")
-    p.add_argument("--steps", type=int, default=300, help="training steps of the GPU preset (default 300; 5000 = full)")
-    p.add_argument("--no-tests", action="store_true", help="skip the pytest run on the GPU")
-    p.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
-    p.set_defaults(func=_cli_gpu_check)
-
-
-def _cli_gpu_check(args) -> int:
-    from .train import peak_flops
-    from .utils import describe_device
-
-    if args.steps <= 0:
-        raise ValueError(f"--steps must be a positive integer, got {args.steps}")
-    if not torch.cuda.is_available():
-        raise RuntimeError(
-            f"no CUDA GPU here (torch {torch.__version__}, built with CUDA {torch.version.cuda}): gpu-check needs an "
-            "NVIDIA GPU and a CUDA build of PyTorch (`make setup` installs one when nvidia-smi is on PATH)")
-    t0 = time.perf_counter()
-    device = torch.device("cuda")
-    print(f"gpu-check on {describe_device(device)}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
-          f"{torch.cuda.device_count()} GPU(s), peak {peak_flops(device) / 1e12:.0f} TFLOP/s (bf16, for MFU)", flush=True)
-    print("1. GPU checks")
-    ok = gpu_checks(device)
-    if not args.no_tests:
-        print("2. package tests on the GPU")
-        ok &= run_tests()
-    print(f"3. training the GPU preset for {args.steps} steps")
-    s = train_check(args.steps, device)
-    # 300 steps of the baby GPT take the loss from ln(65) = 4.17 to about 2 (nanoGPT: ~2.0 at step 250)
-    ok &= _line(s["val_loss"] == s["val_loss"] and s["val_loss"] < (2.6 if args.steps >= 250 else 4.0),
-                f"val loss {s['val_loss']:.4f} is finite and below {2.6 if args.steps >= 250 else 4.0}")
-    total = time.perf_counter() - t0
-    print(f"gpu-check {'passed' if ok else 'FAILED'} in {total:.0f} s")
-    if args.json:
-        print(json.dumps({"ok": bool(ok), "seconds": total, "device": describe_device(device), **s}))
-    return 0 if ok else 1

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from pathlib import Path
 
 import torch
 
-from .bpe import GPT2_SPLIT_PATTERN, BPETokenizer, bytes_to_unicode
+from .bpe import GPT2_SPLIT_PATTERN, BPETokenizer, bytes_to_unicode, gpt2_tokenizer
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .model import GPT, GPTConfig
 from .tokenizer import CharTokenizer
 from .utils import describe_differences
@@ -255,8 +257,6 @@ def export_hf(ckpt, out_dir, overwrite: bool = False) -> Path:
     """
     from transformers import GenerationConfig
 
-    from .checkpoint import Checkpoint, load_checkpoint
-
     ck = ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt, load_state=False)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -316,11 +316,34 @@ def load_hf(name_or_dir, attn_impl: str = "sdpa"):
     check_hf_config(config)
     try:
         hf = GPT2LMHeadModel.from_pretrained(name, local_files_only=local).eval()
-    except (OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"cannot load the weights of {name!r}: {first}") from None
+    except Exception as e:  # noqa: BLE001 - a damaged or unsafe weights file: one line that names it
+        if isinstance(e, (OSError, ValueError)) and not _refused_pickle(e):
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"cannot load the weights of {name!r}: {first}") from None
+        raise ValueError(_bad_weights_message(name, local, e)) from None
     model = from_hf(hf, attn_impl=attn_impl)
     return model, _hf_tokenizer_for(name, local, config.vocab_size)
+
+
+def _refused_pickle(e: Exception) -> bool:
+    """True when torch's safe loader refused a pickle (``torch.load(weights_only=True)``)."""
+    return isinstance(e, pickle.UnpicklingError) or "weights_only" in str(e) or "Weights only" in str(e)
+
+
+def _bad_weights_message(name: str, local: bool, e: Exception) -> str:
+    """Which weights file could not be read, and what to do. A pickle that would run code is refused by
+    ``torch.load(weights_only=True)``; the message never suggests turning that protection off."""
+    folder = Path(name).expanduser() if local else None
+    if _refused_pickle(e):
+        found = sorted(folder.glob("*.bin")) if folder else []
+        file = found[0] if found else f"the pytorch_model.bin of {name!r}"
+        return (f"{file} was refused: it is a pickle that would run code when loaded, which weights never need; "
+                "get the weights as model.safetensors from a source you trust")
+    found = sorted(folder.glob("*.safetensors")) if folder else []
+    file = found[0] if found else f"the weights file of {name!r}"
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return (f"{file} cannot be read ({type(e).__name__}: {first}); it is damaged or incomplete: "
+            "download or export the model again")
 
 
 def _hf_tokenizer_for(name: str, local: bool, vocab_size: int):
@@ -339,8 +362,6 @@ def _hf_tokenizer_for(name: str, local: bool, vocab_size: int):
     if spec is not None:
         return tokenizer_from_hf(spec)
     if vocab_size == 50257:  # GPT-2's vocabulary, from the course's copy of its files
-        from .bpe import gpt2_tokenizer
-
         return gpt2_tokenizer()
     return None
 
@@ -348,8 +369,6 @@ def _hf_tokenizer_for(name: str, local: bool, vocab_size: int):
 def import_hf(name_or_dir, out_dir, overwrite: bool = False) -> Path:
     """Load a GPT-2-style HF model (:func:`load_hf`) and save it as a ``minigpt`` checkpoint in ``out_dir``
     (step 0, no optimizer state), which ``load_checkpoint`` and ``python -m minigpt sample`` read."""
-    from .checkpoint import save_checkpoint
-
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} is a file; give a folder for the minigpt checkpoint")
@@ -364,48 +383,6 @@ def import_hf(name_or_dir, out_dir, overwrite: bool = False) -> Path:
                          f"{model.config.vocab_size}; minigpt needs them equal")
     save_checkpoint(out, model, tok, 0, train_config={}, extra={"imported_from": str(name_or_dir)})
     return out
-
-
-# ---- command line ----------------------------------------------------------------------------------
-def add_cli(sub) -> None:
-    """``python -m minigpt export`` and ``python -m minigpt import-hf``."""
-    e = sub.add_parser("export", help="write a minigpt checkpoint as a Hugging Face model folder")
-    e.add_argument("--ckpt", required=True, help="a run folder written by `train` (or one checkpoint folder)")
-    e.add_argument("--out", required=True, help="the folder to write (must be new or empty)")
-    e.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty")
-    e.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
-    e.set_defaults(func=_cli_export)
-    i = sub.add_parser("import-hf", help="load a GPT-2-style Hugging Face model into a minigpt checkpoint")
-    i.add_argument("--model", required=True, help="a local HF model folder, or a Hub name such as gpt2 (online)")
-    i.add_argument("--out", required=True, help="the run folder to write (must be new or empty)")
-    i.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty")
-    i.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
-    i.set_defaults(func=_cli_import)
-
-
-def _cli_export(args) -> int:
-    from .checkpoint import load_checkpoint
-
-    ck = load_checkpoint(args.ckpt, load_state=False)
-    out = export_hf(ck, args.out, overwrite=args.overwrite)
-    print(f"exported {ck.path} (step {ck.step}, {ck.model.num_params():,} parameters, {ck.tokenizer}) to {out}")
-    print(f"load it with AutoModelForCausalLM.from_pretrained({str(out)!r}) and AutoTokenizer.from_pretrained(...)")
-    if args.json:
-        print(json.dumps({"out": str(out), "step": ck.step, "files": sorted(p.name for p in out.iterdir())}))
-    return 0
-
-
-def _cli_import(args) -> int:
-    from .checkpoint import load_checkpoint
-
-    out = import_hf(args.model, args.out, overwrite=args.overwrite)
-    ck = load_checkpoint(out, load_state=False)
-    c = ck.model_config
-    print(f"imported {args.model} ({c.n_layer} layers, {c.n_embd} wide, {ck.model.num_params():,} parameters, "
-          f"{ck.tokenizer}) into {out}")
-    if args.json:
-        print(json.dumps({"out": str(out), "params": ck.model.num_params(), "vocab_size": c.vocab_size}))
-    return 0
 
 
 def hub_reachable(timeout: float = 3.0, host: str = "huggingface.co") -> bool:

@@ -22,7 +22,6 @@ including contexts never seen in training):
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import re
@@ -32,7 +31,8 @@ from collections import Counter
 import numpy as np
 import torch
 
-SMOOTHINGS = ("none", "add-k", "interpolation", "kneser-ney")
+from .config import SMOOTHINGS  # kept torch-free for the command line's --help
+from .data import names_split, shakespeare_split
 
 # The 27 symbols of the names data: '.' marks both the start and the end of a name (makemore).
 CHARS = ["."] + list(string.ascii_lowercase)
@@ -339,8 +339,6 @@ def shakespeare_sequences(level: str = "word", text: str | None = None) -> dict[
     """
     if level not in ("word", "char"):
         raise ValueError(f"level must be 'word' or 'char', got {level!r}")
-    from .data import shakespeare_split
-
     split = shakespeare_split(text)
     conv = words_of if level == "word" else (lambda line: line)
     return {k: [conv(x) for x in part.splitlines() if x.strip()] for k, part in split.items()}
@@ -352,8 +350,6 @@ def load_sequences(data: str, level: str = "char") -> dict[str, list]:
     if data == "names":
         if level != "char":
             raise ValueError("the names data set is character level only; drop --level or use --level char")
-        from .data import names_split
-
         return names_split()
     if data == "tinyshakespeare":
         return shakespeare_sequences(level)
@@ -390,47 +386,3 @@ def evaluate(data: str = "names", level: str = "char", order: int = 2, smoothing
         result[f"{split}_perplexity"] = model.perplexity(seqs[split])
     result["model"] = model
     return result
-
-
-def add_cli(sub) -> None:
-    """``python -m minigpt ngram --data names --order 2 --smoothing add-k --k 1 --json``."""
-    p = sub.add_parser("ngram", help="fit an n-gram model on train; print the NLL and perplexity of every split "
-                                        "(names: train/dev/test; tinyshakespeare: train/val)")
-    p.add_argument("--data", default="names", help="names or tinyshakespeare (default: names)")
-    p.add_argument("--level", default="char", help="char or word (word: tinyshakespeare only; default: char)")
-    p.add_argument("--order", type=int, default=2, help="n: 1 = unigram, 2 = bigram, ... (default: 2)")
-    p.add_argument("--smoothing", default="add-k", help=f"one of: {', '.join(SMOOTHINGS)} (default: add-k)")
-    p.add_argument("--k", type=float, default=1.0, help="add-k's pseudo-count, >= 0 (default: 1)")
-    p.add_argument("--discount", type=float, default=None,
-                   help="Kneser-Ney discount in (0, 1] (default: estimated per order from the counts)")
-    p.add_argument("--min-count", type=int, default=None,
-                   help="tinyshakespeare: tokens seen fewer times in train become <unk> (default: 2 words, 1 chars)")
-    p.add_argument("--samples", type=int, default=0, help="also print this many sampled sequences")
-    p.add_argument("--seed", type=int, default=42, help="seed for sampling (default: 42)")
-    p.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
-    p.set_defaults(func=_cli_ngram)
-
-
-def _cli_ngram(args) -> int:
-    if args.samples < 0:
-        raise ValueError(f"--samples must be >= 0, got {args.samples}")
-    # Build the model first so bad options fail before any data is read.
-    model_for(args.data, args.level, args.order, args.smoothing, args.k, args.discount, args.min_count)
-    r = evaluate(args.data, args.level, args.order, args.smoothing, args.k, args.discount, args.min_count)
-    model = r.pop("model")
-    print(f"{model!r} on {args.data} ({args.level} level, vocabulary {model.V})")
-    for split in [key[:-4] for key in r if key.endswith("_nll")]:
-        nll, ppl = r[f"{split}_nll"], r[f"{split}_perplexity"]
-        note = "  (a token had probability 0)" if math.isinf(nll) else ""
-        print(f"{split:<6} NLL {nll:.4f} nats/token   perplexity {ppl:.2f}{note}")
-    if args.samples:
-        rng = random.Random(args.seed)
-        samples = [model.sample(rng) for _ in range(args.samples)]
-        for s in samples:
-            print("  " + (s if isinstance(s, str) else " ".join(s)))
-        r["samples"] = [s if isinstance(s, str) else " ".join(s) for s in samples]
-    if args.json:
-        # JSON has no infinity: an infinite NLL/perplexity is written as null (see the text lines above).
-        print(json.dumps({key: (None if isinstance(v, float) and math.isinf(v) else v) for key, v in r.items()}))
-    return 0
-

@@ -23,9 +23,7 @@ with each exercise's pass rate, so an instructor sees where the room is stuck.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
-import json
 import logging
 import os
 import re
@@ -568,63 +566,3 @@ def _write(path: Path, text: str) -> None:
         os.replace(tmp, path)
     except OSError as e:
         raise OSError(e.errno, e.strerror, str(path)) from None
-
-
-def _cli_progress(args) -> int:
-    import sys
-
-    if args.timeout <= 0:
-        raise ValueError(f"--timeout must be positive, got {args.timeout}")
-    only = [n.strip().zfill(2) for n in args.lessons.split(",") if n.strip()] if args.lessons else None
-    for target in (args.csv, args.markdown):
-        if target is not None and Path(target).is_dir():
-            raise ValueError(f"{target} is a folder; give a file name for the table")
-    echo = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
-    reports = run_progress(args.paths or None, as_class=args.as_class, only=only, timeout=args.timeout, echo=echo)
-    many = len(reports) > 1 or args.as_class
-    if not args.json:
-        for learner in reports:
-            if not many or args.details:
-                if many:
-                    print(f"## {learner.name}")
-                print(learner_text(learner))
-        problems = [p for learner in reports for p in learner.problems]
-        if problems:
-            print("problems:")
-            for p in problems:
-                print(f"  {p}")
-        if many:
-            print()
-            print(markdown_table(reports), end="")
-            hard = stuck(reports)
-            if hard:
-                print("hardest: " + "; ".join(hard))
-    if args.csv:
-        _write(Path(args.csv), csv_table(reports))
-        if not args.json:
-            print(f"wrote {args.csv}")
-    if args.markdown:
-        _write(Path(args.markdown), markdown_table(reports))
-        if not args.json:
-            print(f"wrote {args.markdown}")
-    if args.json:
-        rates = {f"{lesson} {name}": {"passed": p, "learners": n} for (lesson, name), (p, n) in pass_rates(reports).items()}
-        print(json.dumps({"learners": [dataclasses.asdict(r) for r in reports], "pass_rates": rates}))
-    return 0
-
-
-def add_cli(sub) -> None:
-    """``python -m minigpt progress [NOTEBOOK_OR_FOLDER ...] [--class] [--csv F] [--markdown F] [--json]``."""
-    p = sub.add_parser("progress", help="run exercise notebooks (a copy, FAST mode) and report each exercise; "
-                                        "a folder of learners gives a class table")
-    p.add_argument("paths", nargs="*", type=Path, metavar="NOTEBOOK_OR_FOLDER",
-                   help="exercise notebooks, a learner's folder, or a class folder (default: exercises/)")
-    p.add_argument("--class", dest="as_class", action="store_true",
-                   help="treat each folder as a class: one subfolder or one notebook per learner")
-    p.add_argument("--lessons", help="only these lessons, e.g. 01,05,08 (a learner without one is 'missing')")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds a cell may run (default 60)")
-    p.add_argument("--details", action="store_true", help="for a class: every learner's exercises with hints")
-    p.add_argument("--csv", help="write the learners x exercises table as CSV to this file")
-    p.add_argument("--markdown", help="write the table as Markdown to this file")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
-    p.set_defaults(func=_cli_progress)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -12,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from .files import os_error_message, sha256_file  # noqa: F401 (moved to files.py; kept importable from here)
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -64,20 +65,6 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def os_error_message(e: OSError, doing: str = "use") -> str:
-    """One line for an operating-system error: what failed, on which path, and what to do."""
-    path = e.filename if e.filename is not None else "the file"
-    why = e.strerror or type(e).__name__
-    hint = {
-        PermissionError: "check its permissions or choose another path",
-        IsADirectoryError: "it is a folder; give a file",
-        NotADirectoryError: "a part of the path is a file, not a folder; choose another path",
-        FileExistsError: "something is already there; choose another path",
-        FileNotFoundError: "check the path",
-    }.get(type(e), "check the path, the free disk space and the permissions")
-    return f"cannot {doing} {path}: {why}; {hint}"
-
-
 def describe_differences(have: dict, want: dict, skip=(), most: int = 4) -> str:
     """``"n_embd 16 instead of 32, ..."`` for the keys of ``want`` whose values ``have`` does not match."""
     diffs = [f"{k} {have.get(k)!r} instead of {want[k]!r}" for k in want if k not in skip and have.get(k) != want[k]]
@@ -113,15 +100,6 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """SHA-256 hex digest of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> None:

@@ -6,6 +6,7 @@ from importlib import metadata
 import pytest
 
 from minigpt import cli, doctor
+from minigpt.commands import doctor as doctor_command
 from minigpt.doctor import FAIL, OK, WARN
 
 
@@ -163,6 +164,6 @@ def test_a_torch_that_does_not_import_is_a_fail_line(monkeypatch):
 
 
 def test_the_module_runs_on_its_own(healthy, capsys):
-    # `python -m minigpt.doctor`: for when the main command line cannot start
-    assert doctor.main(["--no-probe"]) in (0, 1)
+    # `python -m minigpt.commands.doctor`: for when the main command line cannot start
+    assert doctor_command.main(["--no-probe"]) in (0, 1)
     assert capsys.readouterr().out.splitlines()[-1].startswith("doctor: ")

@@ -83,7 +83,7 @@ def test_unwritable_out_fails_before_the_first_step(tmp_path, capsys, monkeypatc
 
 
 def test_raw_os_errors_become_one_line_naming_the_path(capsys, monkeypatch):
-    import minigpt.data as D
+    import minigpt.commands.data as D
 
     def boom(args):
         raise IsADirectoryError(21, "Is a directory", "/some/folder")
