@@ -22,7 +22,9 @@ import time
 import torch
 
 from .model import GPT, GPTConfig
-from .train import TrainConfig, estimate_mfu, make_optimizer, peak_flops
+from .optim import make_optimizer
+from .precision import estimate_mfu, peak_flops
+from .train import TrainConfig
 
 # (name, model sizes, batch size on CPU, batch size on GPU)
 CONFIGS = [
