@@ -31,6 +31,8 @@ import torch
 
 from .precision import cpu_bf16_support
 
+SLOW_BF16 = 0.25  # with bf16 instructions, Muon still uses fp32 where a probe finds bf16 4x slower or worse
+
 # --------------------------------------------------------------------------- schedules
 
 
@@ -192,36 +194,40 @@ def muon_precision(device: torch.device | str) -> tuple[torch.dtype, str]:
     """The dtype of Muon's Newton-Schulz iterations on ``device``, and one line saying why.
 
     GPUs: bf16 (torch's choice). CPUs: fp32 where the CPU has no bf16 instructions
-    (:func:`minigpt.precision.cpu_bf16_support`); otherwise bf16 unless a short probe finds a bf16
-    matrix multiply slower than fp32 (bf16 instructions that are not used: an older oneDNN, or a
-    CPU emulated with ``ONEDNN_MAX_CPU_ISA=AVX2``). The probe uses the 10-minute recipe's largest
-    matrix, so every model on one machine gets the same answer.
+    (:func:`minigpt.precision.cpu_bf16_support`, which also reads an emulated AVX2 CPU's
+    ``ONEDNN_MAX_CPU_ISA=AVX2``); otherwise bf16 unless a short probe finds the iterations 4x slower
+    or worse in bf16 than in fp32 (bf16 instructions that this PyTorch build does not use: 20-60x
+    slower). The wide margin keeps a busy machine's noise (2-3x here) from flipping the choice between
+    runs, and the probe uses the 10-minute recipe's largest matrix, so every model on one machine gets
+    the same answer.
     """
     if torch.device(device).type != "cpu":
         return torch.bfloat16, "bfloat16: torch's Muon precision"
     ok, what = cpu_bf16_support()
     if not ok:
-        return torch.float32, f"float32: this CPU has no bf16 instructions ({what})"
+        return torch.float32, f"float32: no native bf16 here ({what})"
     speedup = _probe_bf16_matmul(torch.get_num_threads())
-    if speedup < 1.0:
-        return torch.float32, f"float32: a bf16 matrix multiply ran {1 / speedup:.1f}x slower than fp32 in a probe"
+    if speedup < SLOW_BF16:
+        return torch.float32, f"float32: bf16 Newton-Schulz ran {1 / speedup:.1f}x slower than fp32 in a probe"
     return torch.bfloat16, f"bfloat16: {speedup:.1f}x as fast as fp32 in a probe ({what})"
 
 
 @functools.lru_cache(maxsize=4)
-def _probe_bf16_matmul(threads: int, rows: int = 128, cols: int = 512, rounds: int = 7) -> float:
-    """fp32 time / bf16 time of Newton-Schulz's Gram matrix X X^T for a ``rows x cols`` X (the
-    10-minute recipe's ``c_fc``), the min of alternating rounds: a busy machine slows both alike.
-    About 5 ms where bf16 is native, 0.2 s where it is emulated."""
+def _probe_bf16_matmul(threads: int, rows: int = 512, cols: int = 128, budget_s: float = 0.3) -> float:
+    """fp32 time / bf16 time of the Newton-Schulz iterations on a ``rows x cols`` matrix (the
+    10-minute recipe's ``c_fc``): the fastest of alternating rounds, 3 to 20 of them within about
+    ``budget_s`` seconds (a busy machine slows both alike, and one quiet round is enough)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        x32 = torch.randn(rows, cols)
-    x16 = x32.bfloat16()
+        G = torch.randn(rows, cols)
     times = {torch.float32: math.inf, torch.bfloat16: math.inf}
-    for r in range(rounds + 1):
-        for x in (x32, x16):
+    start = time.perf_counter()
+    for r in range(21):
+        for dtype in times:
             t0 = time.perf_counter()
-            x @ x.T
+            newton_schulz(G, (3.4445, -4.7750, 2.0315), 5, 1e-7, dtype)
             if r:  # round 0 warms up
-                times[x.dtype] = min(times[x.dtype], time.perf_counter() - t0)
+                times[dtype] = min(times[dtype], time.perf_counter() - t0)
+        if r >= 3 and time.perf_counter() - start > budget_s:
+            break
     return times[torch.float32] / times[torch.bfloat16]

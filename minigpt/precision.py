@@ -45,7 +45,14 @@ MIN_SPEEDUP = 1.10  # bf16 must be this much faster than fp32 to be chosen
 
 @functools.lru_cache(maxsize=1)
 def cpu_bf16_support() -> tuple[bool, str]:
-    """``(True, "AMX-BF16")``-like: whether this CPU has bf16 instructions, and which."""
+    """``(True, "AMX-BF16")``-like: whether this CPU has bf16 instructions that PyTorch uses, and which.
+
+    ``ONEDNN_MAX_CPU_ISA`` set to an instruction set without bf16 (``AVX2``: how an AVX2-only laptop
+    is emulated) keeps oneDNN, which runs PyTorch's CPU matrix multiplies, from using them.
+    """
+    limit = onednn_isa_limit()
+    if limit:
+        return False, f"ONEDNN_MAX_CPU_ISA={limit} rules out bf16 instructions"
     system, machine = platform.system(), platform.machine().lower()
     if system == "Linux":
         try:
@@ -60,6 +67,14 @@ def cpu_bf16_support() -> tuple[bool, str]:
             out = ""
         return (out == "1"), ("Arm BF16" if out == "1" else "no Arm BF16")
     return False, f"bf16 support unknown on {system} {machine}"
+
+
+def onednn_isa_limit(value: str | None = None) -> str | None:
+    """The value of ``ONEDNN_MAX_CPU_ISA`` when it caps oneDNN below bf16 (e.g. ``AVX2``), else None."""
+    value = (os.environ.get("ONEDNN_MAX_CPU_ISA", "") if value is None else value).strip()
+    if not value or value.upper() in ("ALL", "DEFAULT") or "BF16" in value.upper() or "AMX" in value.upper():
+        return None
+    return value
 
 
 def bf16_from_cpuinfo(cpuinfo: str) -> tuple[bool, str]:

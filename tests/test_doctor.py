@@ -186,7 +186,7 @@ def test_the_cpu_recipe_line_names_the_cpu_kind_and_the_recipes_time(one_thread,
         "preset": preset, "max_iters": 4000, "estimated_s": 4000.0, "tokens_per_s": 2_100.0})
     r = doctor.check_cpu_recipe(1.0)
     assert r.status == WARN and r.detail.startswith(
-        "no native bf16 (AVX512-BF16 in the flags, but a bf16 matrix multiply ran 60.0x slower")
+        "no native bf16 (AVX512-BF16 in the flags, but bf16 Newton-Schulz ran 60.0x slower")
     assert "Muon orthogonalises in fp32" in r.detail and "4,000 steps, not 10 minutes" in r.fix
     for module in (optim, precision):
         monkeypatch.setattr(module, "cpu_bf16_support", lambda: (False, "no AVX512-BF16, AMX or Arm BF16"))

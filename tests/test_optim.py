@@ -126,20 +126,40 @@ def test_muon_precision_follows_the_cpu(monkeypatch):
     assert muon_precision("cuda")[0] == torch.bfloat16
     monkeypatch.setattr(optim, "cpu_bf16_support", lambda: (False, "no AVX512-BF16, AMX or Arm BF16"))
     dtype, why = muon_precision("cpu")
-    assert dtype == torch.float32 and "no bf16 instructions" in why
+    assert dtype == torch.float32 and why == "float32: no native bf16 here (no AVX512-BF16, AMX or Arm BF16)"
     monkeypatch.setattr(optim, "cpu_bf16_support", lambda: (True, "AVX512-BF16"))
     monkeypatch.setattr(optim, "_probe_bf16_matmul", lambda threads: 1 / 60)  # bf16 present but not used
     dtype, why = muon_precision("cpu")
-    assert dtype == torch.float32 and "60.0x slower" in why
+    assert dtype == torch.float32 and why == "float32: bf16 Newton-Schulz ran 60.0x slower than fp32 in a probe"
+    monkeypatch.setattr(optim, "_probe_bf16_matmul", lambda threads: 0.5)  # noise of a busy machine: keep bf16
+    assert muon_precision("cpu")[0] == torch.bfloat16
     monkeypatch.setattr(optim, "_probe_bf16_matmul", lambda threads: 1.6)
     assert muon_precision("cpu") == (torch.bfloat16, "bfloat16: 1.6x as fast as fp32 in a probe (AVX512-BF16)")
 
 
 def test_the_probe_compares_the_two_precisions_and_is_cached():
     optim._probe_bf16_matmul.cache_clear()
-    speedup = optim._probe_bf16_matmul(1, 32, 64, 2)
+    speedup = optim._probe_bf16_matmul(1, 32, 16, 0.01)
     assert math.isfinite(speedup) and speedup > 0
-    assert optim._probe_bf16_matmul(1, 32, 64, 2) == speedup  # asked again: the cached answer
+    assert optim._probe_bf16_matmul(1, 32, 16, 0.01) == speedup  # asked again: the cached answer
+
+
+def test_an_emulated_avx2_cpu_has_no_native_bf16(monkeypatch):
+    """``ONEDNN_MAX_CPU_ISA=AVX2`` (how an AVX2-only laptop is emulated) rules bf16 out everywhere."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    precision.cpu_bf16_support.cache_clear()
+    monkeypatch.setattr(optim, "cpu_bf16_support", precision.cpu_bf16_support)
+    monkeypatch.setattr(optim, "_probe_bf16_matmul", _never)
+    try:
+        assert precision.cpu_bf16_support() == (False, "ONEDNN_MAX_CPU_ISA=AVX2 rules out bf16 instructions")
+        assert muon_precision("cpu")[0] == torch.float32
+        dtype, why = precision.choose_dtype("auto", torch.device("cpu"), _gpt())
+        assert dtype == torch.float32 and "ONEDNN_MAX_CPU_ISA=AVX2" in why  # autocast stays in fp32 too
+    finally:
+        precision.cpu_bf16_support.cache_clear()
+    for value, limit in (("avx2", "avx2"), ("AVX512_CORE", "AVX512_CORE"), ("AVX512_CORE_BF16", None),
+                         ("AVX512_CORE_AMX", None), ("ALL", None), ("", None)):
+        assert precision.onednn_isa_limit(value) == limit
 
 
 def test_muon_run_without_native_bf16_trains_in_fp32_and_resumes_exactly(text, tmp_path, monkeypatch):
