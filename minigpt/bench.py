@@ -23,7 +23,9 @@ import torch
 from .generate import generate
 from .hf import to_hf
 from .model import GPT, GPTConfig
-from .train import TrainConfig, estimate_mfu, make_optimizer
+from .optim import make_optimizer
+from .precision import estimate_mfu
+from .train import TrainConfig
 from .utils import get_device
 
 # (name, model sizes, batch size on CPU, batch size on GPU)

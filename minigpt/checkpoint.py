@@ -187,6 +187,16 @@ def release_lock(lock: Path | None) -> None:
         pass
 
 
+def latest_step(out_dir) -> int | None:
+    """The step that ``out_dir``'s pointer names; None without a run folder or a readable pointer."""
+    if not out_dir:
+        return None
+    try:
+        return json.loads((Path(out_dir) / POINTER).read_text(encoding="utf-8")).get("step")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def checkpoint_dir(path) -> Path:
     """The checkpoint folder for ``path``: a run folder (follows ``latest.json``) or a checkpoint folder."""
     path = Path(path)

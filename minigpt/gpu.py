@@ -23,7 +23,8 @@ import torch
 
 from .generate import generate
 from .model import GPT, GPTConfig
-from .train import _enable_tf32, get_preset, train
+from .precision import enable_tf32
+from .train import get_preset, train
 
 
 def _line(ok: bool, text: str) -> bool:
@@ -42,7 +43,7 @@ def gpu_checks(device: torch.device) -> bool:
     x = torch.randint(0, 65, (4, 128))
     y = torch.randint(0, 65, (4, 128))
     # fp32 on the GPU without TF32, so the comparison is with full fp32 accuracy
-    _enable_tf32(False)
+    enable_tf32(False)
     try:
         with torch.no_grad():
             lc, loss_c = cpu_model(x, y)
@@ -61,7 +62,7 @@ def gpu_checks(device: torch.device) -> bool:
         ok &= _line(torch.equal(cached, recomputed),
                     "greedy generation with the KV cache equals recomputation on the GPU (150 tokens, past block_size)")
     finally:
-        _enable_tf32(True)
+        enable_tf32(True)
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     with torch.no_grad(), torch.autocast("cuda", dtype=dtype):
         _, loss_a = gpu_model(x.to(device), y.to(device))

@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .evaluate import mean_nll
+from .optim import step_decay  # noqa: F401 - lesson 03's schedule; lessons call it as mlp.step_decay
 
 # The 27 symbols of the names models: '.' (start/end marker) is id 0, then a-z.
 CHARS = "." + string.ascii_lowercase
@@ -169,12 +170,6 @@ class MLPLanguageModel(nn.Module):
         logits = self.lm_head(h)                 # (B, vocab)
         loss = None if targets is None else F.cross_entropy(logits, targets)
         return logits, loss
-
-
-def step_decay(lr: float = 0.1, decay_at: float = 0.5, factor: float = 0.1, steps: int = 1) -> Callable[[int], float]:
-    """makemore's schedule: ``lr`` until ``decay_at * steps``, then ``lr * factor``."""
-    cut = int(decay_at * steps)
-    return lambda step: lr if step < cut else lr * factor
 
 
 def train_mlp(model: nn.Module, X: torch.Tensor, Y: torch.Tensor, steps: int, batch_size: int = 32,

@@ -167,6 +167,13 @@ def count_params(config: GPTConfig) -> int:
     return embeddings + L * per_block + norm
 
 
+def flops_per_token(n_params: int, config: GPTConfig) -> float:
+    """Training FLOPs per token: 6 N (forward 2 N, backward 4 N) plus attention's 12 L T C
+    (the PaLM paper's appendix B estimate, as nanoGPT)."""
+    L, H, Q, T = config.n_layer, config.n_head, config.n_embd // config.n_head, config.block_size
+    return 6 * n_params + 12 * L * H * Q * T
+
+
 class LayerNorm(nn.Module):
     """LayerNorm with an optional bias (PyTorch's ``nn.LayerNorm`` gained ``bias=`` only in 2.1)."""
 

@@ -18,6 +18,7 @@ import torch
 
 from .evaluate import mean_nll
 from .model import GPT, GPTConfig
+from .optim import adamw, cosine_lr, set_lr
 from .tokenizer import CharTokenizer
 
 CHARS = ["."] + [chr(c) for c in range(ord("a"), ord("z") + 1)]  # '.' is id 0: start, end, padding
@@ -90,21 +91,16 @@ class NamesTrainResult:
 
 
 def lr_at(step: int, cfg: NamesTrainConfig) -> float:
-    """Learning rate at ``step``: linear warmup to ``learning_rate``, then cosine down to ``min_lr``."""
-    if step < cfg.warmup_steps:
-        return cfg.learning_rate * (step + 1) / cfg.warmup_steps
-    span = max(1, cfg.max_steps - cfg.warmup_steps)
-    progress = min(1.0, (step - cfg.warmup_steps) / span)
-    return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (cfg.learning_rate - cfg.min_lr)
+    """Learning rate at ``step``: the trainer's schedule (:func:`minigpt.optim.cosine_lr`), linear
+    warmup to ``learning_rate`` then cosine down to ``min_lr`` at ``max_steps``."""
+    return cosine_lr(step, cfg.learning_rate, cfg.min_lr, cfg.warmup_steps, cfg.max_steps)
 
 
 def make_optimizer(model: GPT, cfg: NamesTrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on the matrices only (not on biases, LayerNorm gains or positions)."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (decay if p.dim() >= 2 and "wpe" not in name else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=cfg.betas)
+    """The trainer's AdamW (:func:`minigpt.optim.adamw`): weight decay on the matrices and embeddings,
+    not on biases or LayerNorm gains."""
+    return adamw(model.parameters(), cfg.learning_rate, cfg.weight_decay, cfg.betas,
+                 next(model.parameters()).device)
 
 
 def train_names_gpt(model: GPT, train_data, dev_data=None, cfg: NamesTrainConfig | None = None,
@@ -131,9 +127,7 @@ def train_names_gpt(model: GPT, train_data, dev_data=None, cfg: NamesTrainConfig
     t0 = time.perf_counter()
     bar = tqdm(range(cfg.max_steps), desc="training", disable=not progress)
     for step in bar:
-        lr = lr_at(step, cfg)
-        for g in opt.param_groups:
-            g["lr"] = lr
+        set_lr([opt], lr_at(step, cfg))
         ix = torch.randint(len(X), (cfg.batch_size,), generator=gen)
         _, loss = model(X[ix].to(device), Y[ix].to(device))
         opt.zero_grad(set_to_none=True)

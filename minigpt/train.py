@@ -1,9 +1,10 @@
 """The trainer: a GPT on Tiny Shakespeare characters, on a CPU, a GPU or several GPUs.
 
 One step of training, in order:
-1. learning rate for this step: linear warmup, then cosine decay to ``min_lr`` (:func:`get_lr`);
+1. learning rate for this step: linear warmup, then cosine decay to ``min_lr`` (:func:`minigpt.optim.get_lr`);
 2. ``grad_accum_steps`` micro-batches: forward (bf16/fp16 autocast on CUDA), loss / accum, backward;
-3. clip the gradient norm to ``grad_clip``; one AdamW update (weight decay on matrices only).
+3. clip the gradient norm to ``grad_clip``; one AdamW update (weight decay on matrices only; or Muon
+   for the blocks' matrices: :mod:`minigpt.optim`).
 Every ``eval_interval`` steps: the loss on a FIXED validation set (the same windows every time),
 a text sample, and a checkpoint (atomic; see :mod:`minigpt.checkpoint`).
 
@@ -11,13 +12,16 @@ Several GPUs: ``torchrun --nproc_per_node=N -m minigpt train ...`` runs N proces
 DistributedDataParallel (NCCL on GPUs, gloo on CPUs). Every process draws the same global batch
 of ``N x batch_size`` windows and takes its own slice, so N processes follow the same loss curve
 as one process with N times the batch. Only rank 0 writes checkpoints and logs.
+
+:func:`_train` reads as the run's steps, each a function of its own: load the text, encode it,
+build the model, set up precision, build the optimizers, resume, then :func:`_loop` (one
+:func:`_train_step` per step; :func:`_evaluate`, :func:`_sample` and :func:`_save` at each evaluation)
+and :func:`_finish`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import json
 import math
 import os
 import random
@@ -27,16 +31,23 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm.auto import tqdm
 
-from .checkpoint import Checkpoint, acquire_lock, load_checkpoint, release_lock, save_checkpoint
+from .bpe import train as train_bpe
+from .checkpoint import Checkpoint, acquire_lock, latest_step, load_checkpoint, release_lock, save_checkpoint
 from .config import PRESETS, TrainConfig, get_preset  # torch-free, so the command line's --help is fast
+from .data import shakespeare_split
 from .evaluate import gather, nll_sum, windows
-from .model import GPT, GPTConfig
+from .model import GPT, flops_per_token
+from .optim import Muon, get_lr, make_optimizer, make_optimizers, set_lr
+from .precision import choose_dtype, enable_tf32, estimate_mfu, peak_flops
 from .tokenizer import CharTokenizer
+from .utils import describe_differences, get_device
 
 __all__ = ["TrainConfig", "TrainResult", "PRESETS", "get_preset", "train", "get_lr", "load_checkpoint",
            "make_optimizer", "make_optimizers",
@@ -48,88 +59,8 @@ def make_tokenizer(cfg: TrainConfig, text: dict[str, str]):
     with ``cfg.vocab_size`` tokens learned from the train split alone (``bpe``; seconds). The BPE
     pre-splits text as GPT-2 does, so transformers' GPT2Tokenizer reads it once exported."""
     if cfg.tokenizer == "bpe":
-        from .bpe import train as train_bpe
-
         return train_bpe(text["train"], cfg.vocab_size, pattern="gpt2")
     return CharTokenizer.from_text(text["train"] + text["val"])
-
-
-# --------------------------------------------------------------------------- schedule and FLOPs
-
-def get_lr(step: int, cfg: TrainConfig) -> float:
-    """Learning rate at ``step`` (0-based): linear warmup over ``warmup_iters``, then cosine decay
-    from ``learning_rate`` to ``min_lr`` at ``lr_decay_iters`` (default ``max_iters``), then flat."""
-    if step < cfg.warmup_iters:
-        return cfg.learning_rate * (step + 1) / (cfg.warmup_iters + 1)
-    decay = cfg.decay_iters
-    if step >= decay:
-        return cfg.min_lr
-    ratio = (step - cfg.warmup_iters) / max(1, decay - cfg.warmup_iters)
-    coeff = 0.5 * (1.0 + math.cos(math.pi * ratio))  # 1 -> 0
-    return cfg.min_lr + coeff * (cfg.learning_rate - cfg.min_lr)
-
-
-def flops_per_token(n_params: int, config: GPTConfig) -> float:
-    """Training FLOPs per token: 6 N (forward 2 N, backward 4 N) plus attention's 12 L T C
-    (the PaLM paper's appendix B estimate, as nanoGPT)."""
-    L, H, Q, T = config.n_layer, config.n_head, config.n_embd // config.n_head, config.block_size
-    return 6 * n_params + 12 * L * H * Q * T
-
-
-# Dense bf16/fp16 tensor-core peaks (FLOP/s) of common GPUs, from their data sheets.
-_GPU_PEAKS = [
-    ("H200", 989e12), ("H100", 989e12), ("H800", 989e12), ("GH200", 989e12), ("B200", 2250e12),
-    ("A100", 312e12), ("A800", 312e12), ("A10G", 70e12), ("A10", 125e12), ("A6000", 155e12),
-    ("L40S", 362e12), ("L40", 181e12), ("L4", 121e12), ("V100", 125e12), ("T4", 65e12),
-    ("4090", 165e12), ("4080", 97e12), ("3090", 71e12), ("3080", 60e12),
-]
-
-
-def peak_flops(device=None) -> float:
-    """Peak FLOP/s of ``device``, the denominator of MFU. ``MINIGPT_PEAK_FLOPS`` overrides.
-
-    CUDA: the data sheet's dense bf16 figure (312e12 when the GPU is not in the table).
-    CPU: cores x clock x FLOPs per cycle (fp32 FMA: 64 with AVX-512, 32 with AVX2, 16 otherwise).
-    """
-    env = os.environ.get("MINIGPT_PEAK_FLOPS")
-    if env:
-        return float(env)
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device.index if device.index is not None else 0)
-        for key, peak in _GPU_PEAKS:
-            if key in name:
-                return peak
-        return 312e12
-    if device.type == "mps":
-        return 10e12
-    flags, mhz = "", 2500.0
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags") and not flags:
-                    flags = line
-                elif line.startswith("cpu MHz"):
-                    mhz = float(line.split(":")[1])
-                elif not line.strip() and flags:
-                    break  # the first processor's block is enough
-    except OSError:
-        pass
-    per_cycle = 64 if "avx512f" in flags else 32 if "avx2" in flags else 16
-    return torch.get_num_threads() * mhz * 1e6 * per_cycle
-
-
-@functools.lru_cache(maxsize=16)
-def _peak_cached(device: str, threads: int, env: str | None) -> float:
-    return peak_flops(device)
-
-
-def estimate_mfu(n_params: int, config: GPTConfig, tokens_per_s: float, device=None) -> float:
-    """Model FLOPs utilization: achieved training FLOP/s (from :func:`flops_per_token`) over the
-    device's peak (:func:`peak_flops`). A fraction: 0.4 means 40%."""
-    device = str(torch.device(device) if device is not None else torch.device("cpu"))
-    peak = _peak_cached(device, torch.get_num_threads(), os.environ.get("MINIGPT_PEAK_FLOPS"))
-    return flops_per_token(n_params, config) * tokens_per_s / peak
 
 
 # --------------------------------------------------------------------------- data
@@ -211,8 +142,6 @@ def _dist_info():
 
 def _all_reduce_sum(t: torch.Tensor, world: int) -> torch.Tensor:
     if world > 1:
-        import torch.distributed as dist
-
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
 
@@ -243,68 +172,6 @@ def _set_rng_state(state: dict) -> None:
             torch.cuda.set_rng_state_all(state["cuda"])
 
 
-# --------------------------------------------------------------------------- the trainer
-
-def _resolve_dtype(cfg: TrainConfig, device: torch.device, model: GPT | None = None) -> tuple[torch.dtype, str]:
-    """The run's dtype and why (see :mod:`minigpt.precision`: on a CPU "auto" probes bf16)."""
-    from .precision import choose_dtype
-
-    return choose_dtype(cfg.dtype, device, model, batch_size=cfg.batch_size, block_size=cfg.block_size)
-
-
-def _enable_tf32(on: bool = True) -> None:
-    """TF32 matmuls on Ampere and newer GPUs (fp32 accuracy is not needed for training a GPT).
-
-    Uses PyTorch's newer ``fp32_precision`` switches where they exist (mixing them with the older
-    ``allow_tf32`` flags is an error in recent versions), else the older flags.
-    """
-    try:
-        torch.backends.cuda.matmul.fp32_precision = "tf32" if on else "ieee"
-        torch.backends.cudnn.conv.fp32_precision = "tf32" if on else "ieee"
-    except (AttributeError, TypeError, ValueError, RuntimeError):
-        torch.backends.cuda.matmul.allow_tf32 = on
-        torch.backends.cudnn.allow_tf32 = on
-
-
-def make_optimizer(model: GPT, cfg: TrainConfig, device: torch.device,
-                   params: list | None = None) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices (Linear weights, embeddings) only, not on biases and
-    LayerNorm gains; ``params``: only these (default: all of the model's). The fused kernel on GPUs
-    and CPUs: on a CPU it takes 0.5 ms per step instead of 2.2 ms at lesson 07's size (measured here)."""
-    params = [p for p in (model.parameters() if params is None else params) if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if device.type in ("cuda", "cpu"):
-        try:
-            return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), fused=True)
-        except RuntimeError:  # torch < 2.4 has no fused CPU kernel
-            pass
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
-
-
-def make_optimizers(model: GPT, cfg: TrainConfig, device: torch.device) -> list[torch.optim.Optimizer]:
-    """The run's optimizers: ``[AdamW]`` for ``optimizer="adamw"``; for ``"muon"``, ``[AdamW, Muon]``.
-
-    Muon (Jordan et al. 2024, ``torch.optim.Muon``) updates each 2-D weight matrix inside the blocks
-    (``c_attn``, ``c_proj``, ``c_fc``) with an orthogonalised momentum: every direction of the matrix
-    moves by a similar amount, instead of the few that dominate the gradient. Embeddings, biases and
-    LayerNorm gains stay with AdamW, as in the nanoGPT speedruns. ``adjust_lr_fn="match_rms_adamw"``
-    scales Muon's step to AdamW's size, so both follow the same learning rate and schedule.
-    """
-    if cfg.optimizer == "adamw":
-        return [make_optimizer(model, cfg, device)]
-    if not hasattr(torch.optim, "Muon"):
-        raise ValueError(f"optimizer='muon' needs torch 2.9 or later (this is torch {torch.__version__}); "
-                         "upgrade torch, or train with optimizer='adamw'")
-    matrices = [p for p in model.transformer.h.parameters() if p.requires_grad and p.dim() == 2]
-    ids = {id(p) for p in matrices}
-    rest = [p for p in model.parameters() if id(p) not in ids]
-    muon = torch.optim.Muon(matrices, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
-                            adjust_lr_fn="match_rms_adamw")
-    return [make_optimizer(model, cfg, device, params=rest), muon]
-
-
 def _is_oom(e: BaseException) -> bool:
     return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
 
@@ -332,7 +199,7 @@ def train(cfg: TrainConfig, device=None, progress: bool = True, resume: bool = F
     rank, local_rank, world = _dist_info()
     lock = None
     if cfg.out_dir and rank == 0:
-        step = _latest_step(cfg.out_dir)
+        step = latest_step(cfg.out_dir)
         if step is not None and not resume and not overwrite:
             raise ValueError(f"{cfg.out_dir} holds a run at step {step}; continue it with --resume (resume=True) "
                              "or start again with --overwrite (overwrite=True)")
@@ -344,76 +211,129 @@ def train(cfg: TrainConfig, device=None, progress: bool = True, resume: bool = F
 
 
 def _train_locked(cfg, device, progress, resume, text, rank, local_rank, world) -> TrainResult:
-    from .utils import get_device
-
-    ddp = world > 1
-    if ddp:
-        import torch.distributed as dist
-
-        if device is None and not os.environ.get("MINIGPT_DEVICE") and torch.cuda.is_available():
-            device = f"cuda:{local_rank}"
-        device = get_device(device if device is None or not isinstance(device, torch.device) else str(device))
-        if device.type == "cuda":
-            device = torch.device("cuda", local_rank)
-            torch.cuda.set_device(device)
-        if not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    else:
-        device = get_device(str(device) if isinstance(device, torch.device) else device)
-    master = rank == 0
+    device = _setup_device(device, local_rank, world)
     try:
-        result = _train(cfg, device, progress and master, resume, text, rank, world)
-        if ddp:
+        result = _train(cfg, device, progress and rank == 0, resume, text, rank, world)
+        if world > 1:
             # Wait for rank 0 to finish writing before anyone tears down the process group: a rank that
             # destroys gloo while its peer is still busy can abort ("terminate called without an active
             # exception").
-            import torch.distributed as dist
-
             dist.barrier()
         return result
     finally:
-        if ddp:
-            import torch.distributed as dist
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
 
-            if dist.is_initialized():
-                dist.destroy_process_group()
+
+def _setup_device(device, local_rank: int, world: int) -> torch.device:
+    """The run's device (see :func:`~minigpt.utils.get_device`); under torchrun each process takes
+    its own GPU (``LOCAL_RANK``) and joins the process group (NCCL on GPUs, gloo on CPUs)."""
+    if world == 1:
+        return get_device(str(device) if isinstance(device, torch.device) else device)
+    if device is None and not os.environ.get("MINIGPT_DEVICE") and torch.cuda.is_available():
+        device = f"cuda:{local_rank}"
+    device = get_device(device if device is None or not isinstance(device, torch.device) else str(device))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+# --------------------------------------------------------------------------- the trainer, step by step
+
+@dataclass
+class _Run:
+    """What one training run holds while it trains; the steps of :func:`_train` fill it in."""
+
+    cfg: TrainConfig
+    device: torch.device
+    rank: int  # this process (0 writes checkpoints and logs)
+    world: int  # processes under torchrun (1 without)
+    tokenizer: CharTokenizer
+    train_data: torch.Tensor  # token ids of the train split
+    val_data: torch.Tensor
+    val_starts: torch.Tensor  # the fixed validation windows' offsets
+    model: GPT
+    dtype: torch.dtype
+    dtype_reason: str
+    autocast: contextlib.AbstractContextManager
+    scaler: torch.amp.GradScaler
+    optimizers: list
+    sampler: torch.Generator  # draws the training batches; the same on every rank
+    runner: torch.nn.Module | None = None  # the model as trained: compiled and/or wrapped in DDP
+    start_step: int = 0
+    history: list = field(default_factory=list)
+    train_time: float = 0.0  # seconds of the timed steps (the first one pays for warm-up)
+    train_tokens: int = 0
+    tps_ema: float | None = None  # tokens/s, smoothed for the progress bar
+    last_loss: float | None = None
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.cfg.batch_size * self.cfg.block_size * self.cfg.grad_accum_steps * self.world
 
 
 def _train(cfg, device, progress, resume, text, rank, world) -> TrainResult:
-    from tqdm.auto import tqdm
-
+    """One run, in the order a reader follows it: data, model, precision, optimizers, resume,
+    the loop (steps, evaluations, checkpoints), the final figures."""
     t_start = time.perf_counter()
-    master = rank == 0
-    ddp = world > 1
+    text = _load_text(cfg, text)
+    ckpt = _checkpoint_to_resume(cfg) if resume else None
+    tokenizer = ckpt.tokenizer if ckpt is not None else make_tokenizer(cfg, text)
+    train_data, val_data, val_starts = _encode_splits(cfg, tokenizer, text)
+    model = _build_model(cfg, tokenizer.vocab_size, ckpt, device, rank)
+    dtype, dtype_reason, autocast, scaler = _setup_precision(cfg, device, model, world, progress)
+    optimizers = _build_optimizers(cfg, model, device, world, progress)
+    run = _Run(cfg, device, rank, world, tokenizer, train_data, val_data, val_starts, model, dtype, dtype_reason,
+               autocast, scaler, optimizers, sampler=torch.Generator().manual_seed(cfg.seed))
+    if ckpt is not None:
+        _restore(run, ckpt)
+    run.runner = _runner(run)
+    result = TrainResult(model=model, tokenizer=tokenizer, config=cfg, history=run.history,
+                         out_dir=cfg.out_dir, device=str(device), steps=run.start_step,
+                         dtype=str(dtype).removeprefix("torch."), dtype_reason=dtype_reason)
+    _loop(run, result, progress)
+    return _finish(run, result, t_start)
 
-    # ---- data: the fixed split, encoded once
+
+def _load_text(cfg: TrainConfig, text: dict[str, str] | None) -> dict[str, str]:
+    """The run's text: ``text`` when given, else Tiny Shakespeare's fixed train/val split."""
     if text is None:
-        from .data import shakespeare_split
-
         if cfg.dataset != "tinyshakespeare":
             raise ValueError(f"unknown dataset {cfg.dataset!r}; the trainer knows 'tinyshakespeare'")
         text = shakespeare_split()
-    ckpt = None
-    if resume:
-        if not cfg.out_dir:
-            raise ValueError("resume needs an out_dir to resume from")
-        ckpt = load_checkpoint(cfg.out_dir, device="cpu")
-        tokenizer = ckpt.tokenizer
-    else:
-        tokenizer = make_tokenizer(cfg, text)
+    return text
+
+
+def _checkpoint_to_resume(cfg: TrainConfig) -> Checkpoint:
+    """The latest checkpoint in ``cfg.out_dir``, with its trainer state, on the CPU."""
+    if not cfg.out_dir:
+        raise ValueError("resume needs an out_dir to resume from")
+    return load_checkpoint(cfg.out_dir, device="cpu")
+
+
+def _encode_splits(cfg: TrainConfig, tokenizer, text: dict[str, str]):
+    """(train ids, val ids, validation window offsets): the split encoded once, the windows fixed."""
     train_data = torch.tensor(tokenizer.encode(text["train"]), dtype=torch.long)
     val_data = torch.tensor(tokenizer.encode(text["val"]), dtype=torch.long)
     for name, d in (("training", train_data), ("validation", val_data)):
         if len(d) < cfg.block_size + 1:
             raise ValueError(f"block_size {cfg.block_size} is longer than the {name} text ({len(d)} tokens); "
                              f"use a block_size below {len(d)}")
-    val_starts = windows(len(val_data), cfg.block_size, cfg.eval_tokens)
+    return train_data, val_data, windows(len(val_data), cfg.block_size, cfg.eval_tokens)
 
-    # ---- model, optimizer, precision
-    mconf = cfg.model_config(tokenizer.vocab_size)
+
+def _build_model(cfg: TrainConfig, vocab_size: int, ckpt: Checkpoint | None, device: torch.device,
+                 rank: int) -> GPT:
+    """The GPT, on ``device``: seeded the same on every rank, or the checkpoint's weights."""
+    mconf = cfg.model_config(vocab_size)
     if ckpt is not None and ckpt.model_config.to_dict() != mconf.to_dict():
-        from .utils import describe_differences
-
         diff = describe_differences(ckpt.model_config.to_dict(), mconf.to_dict())
         raise ValueError(f"the checkpoint in {cfg.out_dir} is for a different model ({diff}); "
                          "resume with the same preset and sizes, or use another --out")
@@ -425,220 +345,264 @@ def _train(cfg, device, progress, resume, text, rank, world) -> TrainResult:
         model.load_state_dict(ckpt.model.state_dict())
     model.to(device)
     torch.manual_seed(cfg.seed + rank)  # dropout differs across ranks, as with one big batch
-    dtype, dtype_reason = _resolve_dtype(cfg, device, model)
+    return model
+
+
+def _setup_precision(cfg: TrainConfig, device: torch.device, model: GPT, world: int, progress: bool):
+    """(dtype, why, autocast context, gradient scaler) of the run (see :mod:`minigpt.precision`)."""
+    dtype, dtype_reason = choose_dtype(cfg.dtype, device, model, batch_size=cfg.batch_size,
+                                       block_size=cfg.block_size)
     if world > 1 and cfg.dtype == "auto" and device.type == "cpu":  # every process must agree
         votes = _all_reduce_sum(torch.tensor(float(dtype == torch.bfloat16)), world)
         if dtype == torch.bfloat16 and int(votes) < world:
             dtype, dtype_reason = torch.float32, "float32: not every process found bf16 faster"
-    if progress and master:
+    if progress:
         print(f"precision: {dtype_reason}", flush=True)
     if device.type == "cuda":
-        _enable_tf32()
+        enable_tf32()
     autocast = (torch.autocast(device_type=device.type, dtype=dtype) if dtype != torch.float32
                 else contextlib.nullcontext())
     # fp16 needs loss scaling so small gradients do not underflow; bf16 and fp32 do not
     scaler = torch.amp.GradScaler("cuda" if device.type == "cuda" else "cpu",
                                   enabled=(dtype == torch.float16 and device.type == "cuda"))
-    optimizers = make_optimizers(model, cfg, device)
-    sampler = torch.Generator().manual_seed(cfg.seed)  # draws the training batches; same on all ranks
-    start_step, history = 0, []
-    if ckpt is not None:
-        state = ckpt.state
-        was = ckpt.train_config.get("optimizer", "adamw")
-        if was != cfg.optimizer:
-            raise ValueError(f"the checkpoint in {cfg.out_dir} was trained with optimizer={was!r}, not "
-                             f"{cfg.optimizer!r}; resume with the same optimizer, or start again with --overwrite")
-        try:
-            saved = state["optimizer"] if isinstance(state["optimizer"], list) else [state["optimizer"]]
-            if len(saved) != len(optimizers):
-                raise ValueError(f"{len(saved)} optimizer states for {len(optimizers)} optimizers")
-            for opt, opt_state in zip(optimizers, saved):
-                opt.load_state_dict(opt_state)
-            sampler.set_state(state["sampler"])
-            rngs = state["rng"]
-            _set_rng_state(rngs[rank] if len(rngs) == world else rngs[0])
-            if "scaler" in state and scaler.is_enabled():
-                scaler.load_state_dict(state["scaler"])
-        except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ValueError(f"the checkpoint in {cfg.out_dir} has no usable trainer state ({first}); "
-                             "resume with the same preset, or start again with --overwrite") from None
-        start_step, history = ckpt.step, list(ckpt.history)
-        if start_step > cfg.max_iters:
-            raise ValueError(f"the checkpoint is at step {start_step}, past max_iters={cfg.max_iters}; "
-                             "raise --max-iters to train further")
+    return dtype, dtype_reason, autocast, scaler
 
+
+def _build_optimizers(cfg: TrainConfig, model: GPT, device: torch.device, world: int, progress: bool) -> list:
+    """:func:`minigpt.optim.make_optimizers`; with Muon on CPUs every process agrees on the precision
+    of its Newton-Schulz iterations (else their weights would drift apart) and the choice is shown."""
+    optimizers = make_optimizers(model, cfg, device)
+    for muon in (opt for opt in optimizers if isinstance(opt, Muon)):
+        if world > 1 and device.type == "cpu":
+            votes = _all_reduce_sum(torch.tensor(float(muon.ns_dtype == torch.bfloat16)), world)
+            if muon.ns_dtype == torch.bfloat16 and int(votes) < world:
+                muon.ns_dtype, muon.ns_reason = torch.float32, "float32: not every process found bf16 faster"
+        if progress:
+            print(f"Muon's Newton-Schulz: {muon.ns_reason}", flush=True)
+    return optimizers
+
+
+def _restore(run: _Run, ckpt: Checkpoint) -> None:
+    """Continue ``ckpt``'s run exactly: optimizer states, data sampler, RNG states, step and history."""
+    cfg, state = run.cfg, ckpt.state
+    was = ckpt.train_config.get("optimizer", "adamw")
+    if was != cfg.optimizer:
+        raise ValueError(f"the checkpoint in {cfg.out_dir} was trained with optimizer={was!r}, not "
+                         f"{cfg.optimizer!r}; resume with the same optimizer, or start again with --overwrite")
+    try:
+        saved = state["optimizer"] if isinstance(state["optimizer"], list) else [state["optimizer"]]
+        if len(saved) != len(run.optimizers):
+            raise ValueError(f"{len(saved)} optimizer states for {len(run.optimizers)} optimizers")
+        for opt, opt_state in zip(run.optimizers, saved):
+            opt.load_state_dict(opt_state)
+        run.sampler.set_state(state["sampler"])
+        rngs = state["rng"]
+        _set_rng_state(rngs[run.rank] if len(rngs) == run.world else rngs[0])
+        if "scaler" in state and run.scaler.is_enabled():
+            run.scaler.load_state_dict(state["scaler"])
+    except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"the checkpoint in {cfg.out_dir} has no usable trainer state ({first}); "
+                         "resume with the same preset, or start again with --overwrite") from None
+    run.start_step, run.history[:] = ckpt.step, list(ckpt.history)
+    if run.start_step > cfg.max_iters:
+        raise ValueError(f"the checkpoint is at step {run.start_step}, past max_iters={cfg.max_iters}; "
+                         "raise --max-iters to train further")
+
+
+def _runner(run: _Run) -> torch.nn.Module:
+    """The module the loop calls: the model, compiled where that is on, wrapped in DDP under torchrun."""
+    cfg, device = run.cfg, run.device
     compile_on = cfg.compile if cfg.compile is not None else device.type == "cuda"
     if compile_on and device.type == "mps":
-        warnings.warn("torch.compile is not used on MPS; training without it", stacklevel=2)
+        warnings.warn("torch.compile is not used on MPS; training without it", stacklevel=3)
         compile_on = False
-    runner = model
+    runner = run.model
     if compile_on:
-        runner = _compiled_or_plain(model, val_data, val_starts, cfg, device, autocast)
-    if ddp:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
+        runner = _compiled_or_plain(run.model, run.val_data, run.val_starts, cfg, device, run.autocast)
+    if run.world > 1:
         runner = DDP(runner, device_ids=[device.index] if device.type == "cuda" else None)
+    return runner
 
-    n_params = model.num_params()
-    tokens_per_step = cfg.batch_size * cfg.block_size * cfg.grad_accum_steps * world
-    pin = device.type == "cuda"
 
-    def batch_for(offsets):
-        x, y = gather(train_data, offsets, cfg.block_size)
-        if pin:
-            x, y = x.pin_memory(), y.pin_memory()
-        return x.to(device, non_blocking=pin), y.to(device, non_blocking=pin)
-
-    def evaluate() -> float:  # mean val NLL over this rank's share of the fixed windows, summed over ranks
-        x, y = gather(val_data, val_starts[rank::world], cfg.block_size)
-        with autocast:
-            nats, count = nll_sum(model, x, y, batch_size=max(cfg.batch_size, 8) * 4)
-        total = torch.tensor([nats, count], dtype=torch.float64, device=device)
-        _all_reduce_sum(total, world)
-        return float(total[0] / total[1])
-
-    def sample(step) -> str | None:
-        if not cfg.sample_tokens or not master:
-            return None
-        model.eval()
-        g = torch.Generator(device="cpu").manual_seed(cfg.seed)  # its own generator: training RNG untouched
-        start = "\n" if not isinstance(tokenizer, CharTokenizer) or "\n" in tokenizer.stoi else tokenizer.chars[0]
-        idx = torch.tensor([tokenizer.encode(start)], dtype=torch.long, device=device)
-        out = model.generate(idx, cfg.sample_tokens, temperature=0.8, top_k=None, generator=g)
-        model.train()
-        return tokenizer.decode(out[0, 1:].tolist())
-
-    def checkpoint(step, extra=None):
-        if not cfg.out_dir:
-            return
-        broken = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
-        if broken:  # never let a broken model become the "last good checkpoint"
-            kept = _latest_step(cfg.out_dir)
-            raise TrainingError(f"weights became NaN or infinite by step {step} ({', '.join(broken[:3])}); "
-                                f"nothing was saved, the last checkpoint (step {kept}) is kept in {cfg.out_dir}. "
-                                f"Try a lower learning rate (now {cfg.learning_rate})")
-        rngs = [_rng_state()]
-        if ddp:
-            import torch.distributed as dist
-
-            rngs = [None] * world
-            dist.all_gather_object(rngs, _rng_state())
-        if master:
-            opt_states = [opt.state_dict() for opt in optimizers]
-            state = {"optimizer": opt_states[0] if len(opt_states) == 1 else opt_states,
-                     "sampler": sampler.get_state(), "rng": rngs}
-            if scaler.is_enabled():
-                state["scaler"] = scaler.state_dict()
-            save_checkpoint(cfg.out_dir, model, tokenizer, step, train_config=cfg.to_dict(), state=state,
-                            history=history, extra={"dtype": result.dtype, "dtype_reason": dtype_reason,
-                                                    **(extra or {})})
-
-    result = TrainResult(model=model, tokenizer=tokenizer, config=cfg, history=history,
-                         out_dir=cfg.out_dir, device=str(device), steps=start_step,
-                         dtype=str(dtype).removeprefix("torch."), dtype_reason=dtype_reason)
-    bar = tqdm(total=cfg.max_iters, initial=start_step, desc="train", disable=not progress,
+def _loop(run: _Run, result: TrainResult, progress: bool) -> None:
+    """Train from ``run.start_step`` to ``max_iters``: each step logged, every ``eval_interval`` steps
+    an evaluation, a sample and a checkpoint. Ctrl-C stops after the current step (checkpointed)."""
+    cfg = run.cfg
+    bar = tqdm(total=cfg.max_iters, initial=run.start_step, desc="train", disable=not progress,
                dynamic_ncols=True, file=sys.stdout)
-    model.train()
-    train_time, train_tokens, tps_ema = 0.0, 0, None
-    last_loss = None
-    stop = _StopOnInterrupt(enabled=world == 1)  # with DDP every rank would have to agree on the step
+    run.model.train()
+    stop = _StopOnInterrupt(enabled=run.world == 1)  # with DDP every rank would have to agree on the step
+    n_params = run.model.num_params()
     try:
-        for it in range(start_step, cfg.max_iters):
+        for it in range(run.start_step, cfg.max_iters):
             step = it + 1
             lr = get_lr(it, cfg)
-            for opt in optimizers:
-                for group in opt.param_groups:
-                    group["lr"] = lr
+            set_lr(run.optimizers, lr)
             t0 = time.perf_counter()
-            # the global batch: (accum, world, batch) windows, the same draw on every rank
-            offsets = torch.randint(len(train_data) - cfg.block_size,
-                                    (cfg.grad_accum_steps, world, cfg.batch_size), generator=sampler)
-            loss_sum = torch.zeros((), device=device)
-            for micro in range(cfg.grad_accum_steps):
-                x, y = batch_for(offsets[micro, rank])
-                sync = (not ddp) or micro == cfg.grad_accum_steps - 1
-                ctx = contextlib.nullcontext() if sync else runner.no_sync()
-                with ctx:
-                    with autocast:
-                        _, loss = runner(x, y)
-                    loss = loss / cfg.grad_accum_steps  # so the summed gradient is the mean's
-                    scaler.scale(loss).backward()
-                loss_sum += loss.detach()
-            grad_norm = None
-            if cfg.grad_clip > 0:
-                for opt in optimizers:
-                    scaler.unscale_(opt)
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            # a non-finite loss: stop before the update, so the weights stay the last good ones
-            loss_all = _all_reduce_sum(loss_sum.detach().clone(), world) / world
-            loss_value = float(loss_all)
-            bad_grad = grad_norm is not None and not scaler.is_enabled() and not math.isfinite(float(grad_norm))
-            if not math.isfinite(loss_value) or bad_grad:
-                what = (f"loss became {loss_value}" if not math.isfinite(loss_value)
-                        else f"gradient norm became {float(grad_norm)}")
-                where = (f"the last good checkpoint (step {_latest_step(cfg.out_dir)}) is kept in {cfg.out_dir}"
-                         if cfg.out_dir and _latest_step(cfg.out_dir) is not None else "no checkpoint was written")
-                raise TrainingError(f"{what} at step {step}; training stopped and {where}. "
-                                    f"Try a lower learning rate (now {cfg.learning_rate}) or gradient "
-                                    "clipping (grad_clip)")
-            for opt in optimizers:
-                scaler.step(opt)
-            scaler.update()
-            for opt in optimizers:
-                opt.zero_grad(set_to_none=True)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            loss_value = _train_step(run, step)
             dt = time.perf_counter() - t0
-            if it > start_step or cfg.max_iters - start_step == 1:  # the first step pays for warm-up/compile
-                train_time += dt
-                train_tokens += tokens_per_step
-            tps = tokens_per_step / max(dt, 1e-9)
-            tps_ema = tps if tps_ema is None else 0.9 * tps_ema + 0.1 * tps
-            mfu = estimate_mfu(n_params, mconf, tps_ema, device)
-            last_loss = loss_value
+            if it > run.start_step or cfg.max_iters - run.start_step == 1:  # the first step pays for warm-up/compile
+                run.train_time += dt
+                run.train_tokens += run.tokens_per_step
+            tps = run.tokens_per_step / max(dt, 1e-9)
+            run.tps_ema = tps if run.tps_ema is None else 0.9 * run.tps_ema + 0.1 * tps
+            mfu = estimate_mfu(n_params, run.model.config, run.tps_ema, run.device)
+            run.last_loss = loss_value
             row = {"step": step, "train_loss": loss_value, "val_loss": None, "lr": lr,
-                   "tokens_per_s": tps_ema, "mfu": mfu}
+                   "tokens_per_s": run.tps_ema, "mfu": mfu}
             if step % cfg.eval_interval == 0 or step == cfg.max_iters:
-                row["val_loss"] = evaluate()
+                row["val_loss"] = _evaluate(run)
                 result.val_loss = row["val_loss"]
-                text_sample = sample(step)
+                text_sample = _sample(run)
                 if text_sample is not None:
                     result.samples.append((step, text_sample))
                     if progress:
                         bar.write(f"--- step {step}: val loss {row['val_loss']:.4f}\n{text_sample}\n---")
-                history.append(row)
-                checkpoint(step)
+                run.history.append(row)
+                _save(run, step)
             else:
-                history.append(row)
+                run.history.append(row)
             result.steps = step
-            bar.set_postfix_str(f"loss {loss_value:.4f}, {tps_ema:,.0f} tok/s, MFU {100 * mfu:.1f}%", refresh=False)
+            bar.set_postfix_str(f"loss {loss_value:.4f}, {run.tps_ema:,.0f} tok/s, MFU {100 * mfu:.1f}%",
+                                refresh=False)
             bar.update(1)
             if stop.requested and step < cfg.max_iters:
-                if cfg.out_dir and _latest_step(cfg.out_dir) != step:
-                    checkpoint(step)
+                if cfg.out_dir and latest_step(cfg.out_dir) != step:
+                    _save(run, step)
                 saved = (f"checkpoint of step {step} saved in {cfg.out_dir}; continue with --resume "
                          "(train(..., resume=True))" if cfg.out_dir else "no run folder, so nothing was saved")
                 raise TrainingInterrupted(f"training interrupted at step {step} of {cfg.max_iters}: {saved}")
     except RuntimeError as e:  # out of memory: in a step, an evaluation or a sample
         if _is_oom(e) and not isinstance(e, TrainingError):
-            raise TrainingError(_oom_message(cfg, device, result.steps + 1)) from None
+            raise TrainingError(_oom_message(cfg, run.device, result.steps + 1)) from None
         raise
     finally:
         stop.restore()
         bar.close()
 
+
+def _train_step(run: _Run, step: int) -> float:
+    """One optimizer step (learning rate already set): ``grad_accum_steps`` micro-batches forward and
+    backward, gradient clipping, the update. Returns the step's loss (the mean over all ranks)."""
+    cfg, world = run.cfg, run.world
+    # the global batch: (accum, world, batch) windows, the same draw on every rank
+    offsets = torch.randint(len(run.train_data) - cfg.block_size,
+                            (cfg.grad_accum_steps, world, cfg.batch_size), generator=run.sampler)
+    loss_sum = torch.zeros((), device=run.device)
+    for micro in range(cfg.grad_accum_steps):
+        x, y = _batch(run, offsets[micro, run.rank])
+        sync = world == 1 or micro == cfg.grad_accum_steps - 1
+        with contextlib.nullcontext() if sync else run.runner.no_sync():
+            with run.autocast:
+                _, loss = run.runner(x, y)
+            loss = loss / cfg.grad_accum_steps  # so the summed gradient is the mean's
+            run.scaler.scale(loss).backward()
+        loss_sum += loss.detach()
+    grad_norm = None
+    if cfg.grad_clip > 0:
+        for opt in run.optimizers:
+            run.scaler.unscale_(opt)
+        grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+    # a non-finite loss: stop before the update, so the weights stay the last good ones
+    loss_value = float(_all_reduce_sum(loss_sum.detach().clone(), world) / world)
+    bad_grad = grad_norm is not None and not run.scaler.is_enabled() and not math.isfinite(float(grad_norm))
+    if not math.isfinite(loss_value) or bad_grad:
+        what = (f"loss became {loss_value}" if not math.isfinite(loss_value)
+                else f"gradient norm became {float(grad_norm)}")
+        kept = latest_step(cfg.out_dir)
+        where = (f"the last good checkpoint (step {kept}) is kept in {cfg.out_dir}"
+                 if kept is not None else "no checkpoint was written")
+        raise TrainingError(f"{what} at step {step}; training stopped and {where}. "
+                            f"Try a lower learning rate (now {cfg.learning_rate}) or gradient "
+                            "clipping (grad_clip)")
+    for opt in run.optimizers:
+        run.scaler.step(opt)
+    run.scaler.update()
+    for opt in run.optimizers:
+        opt.zero_grad(set_to_none=True)
+    if run.device.type == "cuda":
+        torch.cuda.synchronize(run.device)
+    return loss_value
+
+
+def _batch(run: _Run, offsets: torch.Tensor):
+    """Training inputs and targets for the windows at ``offsets``, on the run's device."""
+    x, y = gather(run.train_data, offsets, run.cfg.block_size)
+    pin = run.device.type == "cuda"
+    if pin:
+        x, y = x.pin_memory(), y.pin_memory()
+    return x.to(run.device, non_blocking=pin), y.to(run.device, non_blocking=pin)
+
+
+@torch.no_grad()
+def _evaluate(run: _Run) -> float:
+    """Mean loss per token over the fixed validation windows (each rank scores its share)."""
+    model, val_data, val_starts, cfg = run.model, run.val_data, run.val_starts, run.cfg
+    device, autocast, rank, world = run.device, run.autocast, run.rank, run.world
+    x, y = gather(val_data, val_starts[rank::world], cfg.block_size)
+    with autocast:  # minigpt.evaluate: the course's one held-out loop (eval mode, restored after)
+        nats, count = nll_sum(model, x, y, batch_size=max(cfg.batch_size, 8) * 4)
+    total = torch.tensor([nats, count], dtype=torch.float64, device=device)
+    _all_reduce_sum(total, world)  # this rank's share of the windows, summed over ranks
+    return float(total[0] / total[1])
+
+
+def _sample(run: _Run) -> str | None:
+    """``sample_tokens`` characters from the model (rank 0), with a generator of its own so the
+    training RNG is untouched; None when samples are off."""
+    cfg, model, tokenizer = run.cfg, run.model, run.tokenizer
+    if not cfg.sample_tokens or not run.master:
+        return None
+    model.eval()
+    g = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    start = "\n" if not isinstance(tokenizer, CharTokenizer) or "\n" in tokenizer.stoi else tokenizer.chars[0]
+    idx = torch.tensor([tokenizer.encode(start)], dtype=torch.long, device=run.device)
+    out = model.generate(idx, cfg.sample_tokens, temperature=0.8, top_k=None, generator=g)
+    model.train()
+    return tokenizer.decode(out[0, 1:].tolist())
+
+
+def _save(run: _Run, step: int) -> None:
+    """Checkpoint the run at ``step`` (rank 0 writes; every rank's RNG state goes in). Refuses to
+    save non-finite weights, so the last checkpoint is always a good one."""
+    cfg, model = run.cfg, run.model
+    if not cfg.out_dir:
+        return
+    broken = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if broken:  # never let a broken model become the "last good checkpoint"
+        raise TrainingError(f"weights became NaN or infinite by step {step} ({', '.join(broken[:3])}); "
+                            f"nothing was saved, the last checkpoint (step {latest_step(cfg.out_dir)}) is kept in "
+                            f"{cfg.out_dir}. Try a lower learning rate (now {cfg.learning_rate})")
+    rngs = [_rng_state()]
+    if run.world > 1:
+        rngs = [None] * run.world
+        dist.all_gather_object(rngs, _rng_state())
+    if run.master:
+        opt_states = [opt.state_dict() for opt in run.optimizers]
+        state = {"optimizer": opt_states[0] if len(opt_states) == 1 else opt_states,
+                 "sampler": run.sampler.get_state(), "rng": rngs}
+        if run.scaler.is_enabled():
+            state["scaler"] = run.scaler.state_dict()
+        save_checkpoint(cfg.out_dir, model, run.tokenizer, step, train_config=cfg.to_dict(), state=state,
+                        history=run.history, extra={"dtype": str(run.dtype).removeprefix("torch."),
+                                                    "dtype_reason": run.dtype_reason})
+
+
+def _finish(run: _Run, result: TrainResult, t_start: float) -> TrainResult:
+    """The run's final figures: last and best val loss (evaluating once if no step ran), speed, MFU."""
+    history = run.history
     if result.val_loss is None:  # no step ran (max_iters reached already): last evaluation, or one now
         result.val_loss = next((h["val_loss"] for h in reversed(history) if h["val_loss"] is not None), None)
         if result.val_loss is None:
-            result.val_loss = evaluate()
+            result.val_loss = _evaluate(run)
     vals = [h["val_loss"] for h in history if h["val_loss"] is not None]
     result.best_val_loss = min(vals) if vals else result.val_loss
-    result.train_loss = last_loss if last_loss is not None else (history[-1]["train_loss"] if history else None)
-    result.tokens_per_s = train_tokens / train_time if train_time > 0 else (tps_ema or 0.0)
-    result.mfu = estimate_mfu(n_params, mconf, result.tokens_per_s, device)
+    result.train_loss = run.last_loss if run.last_loss is not None else (history[-1]["train_loss"] if history else None)
+    result.tokens_per_s = run.train_tokens / run.train_time if run.train_time > 0 else (run.tps_ema or 0.0)
+    result.mfu = estimate_mfu(run.model.num_params(), run.model.config, result.tokens_per_s, run.device)
     result.seconds = time.perf_counter() - t_start
-    model.eval()
+    run.model.eval()
     return result
 
 
@@ -662,15 +626,6 @@ def _compiled_or_plain(model, data, starts, cfg, device, autocast):
         warnings.warn(f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
                       "training without it", stacklevel=3)
         return model
-
-
-def _latest_step(out_dir) -> int | None:
-    if not out_dir:
-        return None
-    try:
-        return json.loads((Path(out_dir) / "latest.json").read_text(encoding="utf-8")).get("step")
-    except (OSError, ValueError):
-        return None
 
 
 # --------------------------------------------------------------------------- plots

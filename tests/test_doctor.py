@@ -167,3 +167,39 @@ def test_the_module_runs_on_its_own(healthy, capsys):
     # `python -m minigpt.commands.doctor`: for when the main command line cannot start
     assert doctor_command.main(["--no-probe"]) in (0, 1)
     assert capsys.readouterr().out.splitlines()[-1].startswith("doctor: ")
+
+
+def test_the_cpu_recipe_line_names_the_cpu_kind_and_the_recipes_time(one_thread, monkeypatch):
+    from minigpt import optim, precision
+
+    monkeypatch.delenv("MINIGPT_DEVICE", raising=False)
+    monkeypatch.setattr(doctor, "speed_probe", lambda seconds, preset, device: {
+        "preset": preset, "max_iters": 4000, "estimated_s": 540.0, "tokens_per_s": 15_600.0})
+    for module in (optim, precision):
+        monkeypatch.setattr(module, "cpu_bf16_support", lambda: (True, "AVX512-BF16"))
+    monkeypatch.setattr(optim, "_probe_bf16_matmul", lambda threads: 1.9)
+    r = doctor.check_cpu_recipe(1.0)
+    assert r.status == OK and r.detail.startswith("native bf16 (AVX512-BF16): Muon orthogonalises in bf16")
+    assert "shakespeare-char-cpu-10min, 4,000 steps) takes about 9 min here (15,600 tokens/s)" in r.detail
+    # an emulated AVX2 CPU: the flags say bf16, the probe finds it 60x slower
+    monkeypatch.setattr(optim, "_probe_bf16_matmul", lambda threads: 1 / 60)
+    monkeypatch.setattr(doctor, "speed_probe", lambda seconds, preset, device: {
+        "preset": preset, "max_iters": 4000, "estimated_s": 4000.0, "tokens_per_s": 2_100.0})
+    r = doctor.check_cpu_recipe(1.0)
+    assert r.status == WARN and r.detail.startswith(
+        "no native bf16 (AVX512-BF16 in the flags, but bf16 Newton-Schulz ran 60.0x slower")
+    assert "Muon orthogonalises in fp32" in r.detail and "4,000 steps, not 10 minutes" in r.fix
+    for module in (optim, precision):
+        monkeypatch.setattr(module, "cpu_bf16_support", lambda: (False, "no AVX512-BF16, AMX or Arm BF16"))
+    assert doctor.check_cpu_recipe(1.0).detail.startswith(
+        "no native bf16 (no AVX512-BF16, AMX or Arm BF16): Muon orthogonalises in fp32")
+
+
+def test_the_cpu_recipe_probe_times_the_real_preset_with_muon(one_thread, monkeypatch):
+    from minigpt import optim
+
+    monkeypatch.delenv("MINIGPT_DEVICE", raising=False)
+    monkeypatch.setattr(optim, "cpu_bf16_support", lambda: (False, "no AVX512-BF16, AMX or Arm BF16"))
+    r = doctor.check_cpu_recipe(0.5)
+    assert r.name == "10-min recipe" and "Muon orthogonalises in fp32" in r.detail
+    assert "shakespeare-char-cpu-10min, 4,000 steps" in r.detail and "tokens/s" in r.detail
