@@ -44,6 +44,12 @@ def pytest_configure(config):
     # suite never reads or writes a learner's runs/ and starts from nothing on every machine.
     if "MINIGPT_RUNS_DIR" not in os.environ:
         os.environ["MINIGPT_RUNS_DIR"] = tempfile.mkdtemp(prefix="minigpt-runs-")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and not os.environ.get("MINIGPT_RUNS_WORKER"):
+        # One runs folder per xdist worker: each trains its own FAST course model, so no test waits
+        # on (or reads half of) another worker's run.
+        os.environ["MINIGPT_RUNS_WORKER"] = worker
+        os.environ["MINIGPT_RUNS_DIR"] = str(Path(os.environ["MINIGPT_RUNS_DIR"]) / worker)
 
 
 def pytest_collection_modifyitems(session, config, items):
