@@ -35,7 +35,7 @@ import torch
 
 from .checkpoint import Checkpoint, acquire_lock, load_checkpoint, release_lock, save_checkpoint
 from .model import GPT, GPTConfig
-from .tokenizer import CharTokenizer
+from .tokenizer import CharTokenizer, Tokenizer
 
 __all__ = ["TrainConfig", "TrainResult", "PRESETS", "get_preset", "train", "get_lr", "load_checkpoint",
            "make_optimizer", "make_optimizers",
@@ -305,7 +305,7 @@ class TrainResult:
     """What :func:`train` returns. ``history`` has one row per optimizer step."""
 
     model: GPT
-    tokenizer: CharTokenizer
+    tokenizer: Tokenizer
     config: TrainConfig
     history: list = field(default_factory=list)
     samples: list = field(default_factory=list)  # (step, text)

@@ -98,7 +98,7 @@ def test_the_chat_panel_sends_shows_and_refuses(tiny):
     assert "empty" in panel.transcript.value
     panel.temperature.value = 0.0  # greedy: the panel passes its slider on
     answer = panel.send("Hello there.")
-    assert panel.chat.sampling["temperature"] == 0.0
+    assert panel.chat.settings.temperature == 0.0
     assert panel.error == "" and panel.text.value == ""
     assert "Hello there." in panel.transcript.value and "JULIET:" in panel.transcript.value
     assert panel.chat.turns[-1] == ("JULIET", answer)

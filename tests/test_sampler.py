@@ -9,7 +9,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from minigpt.generate import generate_text  # noqa: E402
+from minigpt.generate import SamplingSettings, generate_text  # noqa: E402
 from minigpt.model import GPT, GPTConfig  # noqa: E402
 from minigpt.tokenizer import CharTokenizer  # noqa: E402
 from minigpt.viz import Sampler, show_token  # noqa: E402
@@ -49,7 +49,7 @@ def test_temperature_zero_leaves_one_token_and_top_k_leaves_k(sampler):
     kept = sampler.probs > 0
     assert int(kept.sum()) == 4
     assert set(kept.nonzero().flatten().tolist()) == set(torch.topk(model_probs(sampler), 4).indices.tolist())
-    assert sampler.settings() == {"temperature": 1.0, "top_k": 4, "top_p": None}
+    assert sampler.settings() == SamplingSettings(temperature=1.0, top_k=4)
 
 
 def test_top_p_keeps_the_smallest_set_reaching_p(sampler):
