@@ -107,3 +107,13 @@ def test_the_bar_chart_is_labelled_with_the_tokens(sampler):
     assert ax.get_ylabel() == "probability" and "top-k=3" in ax.get_title()
     plt.close(fig)
     assert show_token("\n") == "⏎" and show_token(" ") == "␣"
+
+
+def test_the_controls_start_from_settings_and_give_them_back(sampler):
+    s = Sampler(sampler.model, TOK, prompt="romeo:\n", settings=SamplingSettings(temperature=0.5, top_k=3,
+                                                                                  repetition=1.2))
+    assert (s.temperature.value, s.top_k.value, s.top_p.value) == (0.5, 3, 1.0)  # top-p 1: the slider's "off"
+    assert s.settings() == SamplingSettings(temperature=0.5, top_k=3, repetition=1.2)  # no control: kept
+    s.top_k.value, s.top_p.value = 0, 0.9
+    assert s.settings() == SamplingSettings(temperature=0.5, top_p=0.9, repetition=1.2)
+    assert Sampler(sampler.model, TOK).settings() == SamplingSettings(temperature=0.8)
