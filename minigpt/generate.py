@@ -4,9 +4,11 @@ Each sampling strategy is a small function on the logits of the last position, (
 
     logits -> repetition / frequency penalty -> / temperature -> top-k -> top-p -> softmax -> draw
 
-Greedy decoding (temperature 0) skips the draw and takes the argmax. :func:`generate` runs the
-loop on token ids; :func:`stream` runs it on text, yields each piece as soon as it is made and stops
-at a stop string. A ``torch.Generator`` makes every strategy reproducible.
+Greedy decoding (temperature 0) skips the draw and takes the argmax. The settings of a draw are one
+:class:`SamplingSettings` (each setting's default is its one "off" value); every function here takes
+``settings=`` and/or single settings by name (``temperature=0.8``). :func:`generate` runs the loop on
+token ids; :func:`stream` runs it on text, yields each piece as soon as it is made and stops at a
+stop string (:class:`StopStrings`). A ``torch.Generator`` makes every strategy reproducible.
 
 The KV cache (:class:`minigpt.model.KVCache`) makes each new token cost one position instead of
 the whole context. GPT-2-style models learn one embedding per absolute position, and every cached
