@@ -105,6 +105,9 @@ class Tokenizer(ABC):
     @classmethod
     def load(cls, path: str | os.PathLike) -> Tokenizer:
         """Read a tokenizer of this kind written by :meth:`save` (any kind: :func:`minigpt.checkpoint.load_tokenizer`)."""
+        if cls is Tokenizer:
+            raise TypeError("Tokenizer is the interface, not a kind of tokenizer: load with CharTokenizer.load, "
+                            "BPETokenizer.load, or minigpt.checkpoint.load_tokenizer for either kind")
         return cls.from_dict(read_tokenizer_file(path, f"{cls.kind} tokenizer", cls.load_hint))
 
 

@@ -83,6 +83,8 @@ def test_both_kinds_are_tokenizers(tok):
     assert isinstance(tok, Tokenizer)
     with pytest.raises(TypeError):
         Tokenizer()  # the interface itself is abstract
+    with pytest.raises(TypeError, match="load_tokenizer for either kind"):
+        Tokenizer.load("tok.json")
 
 
 def test_contract_round_trip(tok):
