@@ -282,8 +282,8 @@ class Sampler:
     the next token is drawn from, ``text`` (the last sample, also shown in ``output``), ``error``
     (why the prompt cannot be used, or ""). The controls start from ``settings`` (default:
     temperature 0.8, nothing else) with any settings given by name replacing its fields; a
-    penalty in them has no control: it applies to ``generate`` (the chart is the first draw, before
-    any token could be penalised).
+    penalty in them has no control: it applies to ``generate``, while ``probs`` and the chart show
+    the distribution without it.
     """
 
     def __init__(self, model, tokenizer: Tokenizer, prompt: str = "ROMEO:\n", *,
