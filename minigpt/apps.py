@@ -24,7 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .generate import generate
+from .generate import SamplingSettings, generate, sampling_settings
+from .tokenizer import Tokenizer
 
 __all__ = ["hidden_states", "pad_batch", "embed", "LogisticRegression", "GPTClassifier", "fine_tune_classifier",
            "FineTuneResult", "predict_proba", "instruction_data", "cosine_similarity", "continuations"]
@@ -62,7 +63,7 @@ def _masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def embed(model, tokenizer, texts: Sequence[str], batch_size: int = 128) -> torch.Tensor:
+def embed(model, tokenizer: Tokenizer, texts: Sequence[str], batch_size: int = 128) -> torch.Tensor:
     """One vector per text, (N, n_embd): the mean final hidden state over its tokens.
 
     A text longer than the context is cut into block_size pieces, each read from a fresh context;
@@ -235,7 +236,7 @@ def fine_tune_classifier(clf: GPTClassifier, train: tuple, dev: tuple | None = N
     return result
 
 
-def instruction_data(prompts: Sequence[str], responses: Sequence[str], tokenizer,
+def instruction_data(prompts: Sequence[str], responses: Sequence[str], tokenizer: Tokenizer,
                      block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompt/response pairs -> (X, Y), (N, block_size): X the text, Y the next tokens with -1 on the
     prompt and the padding, so the loss (and all learning) is on the response only."""
@@ -255,12 +256,14 @@ def instruction_data(prompts: Sequence[str], responses: Sequence[str], tokenizer
 
 
 @torch.no_grad()
-def continuations(model, tokenizer, text: str, prefix: int = 16, length: int = 48, temperature: float = 1.0,
-                  top_k: int | None = None, top_p: float | None = None, seed: int = 0,
-                  batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+def continuations(model, tokenizer: Tokenizer, text: str, prefix: int = 16, length: int = 48, *,
+                  settings: SamplingSettings | None = None, seed: int = 0, batch_size: int = 256,
+                  **options) -> tuple[torch.Tensor, torch.Tensor]:
     """Cut ``text`` into consecutive windows of ``prefix + length`` tokens. For each window: the real
     ``length`` tokens after its ``prefix``, and ``length`` tokens the model samples after the same
-    prefix. Returns (real, generated), two (N, length) tensors of token ids."""
+    prefix with ``settings`` and any settings given by name (``temperature=0.8``, ...). Returns
+    (real, generated), two (N, length) tensors of token ids."""
+    settings = sampling_settings(settings, **options)
     ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
     W = prefix + length
     n = len(ids) // W
@@ -269,7 +272,7 @@ def continuations(model, tokenizer, text: str, prefix: int = 16, length: int = 4
     windows = ids[: n * W].view(n, W)
     device = next(model.parameters()).device
     g = torch.Generator().manual_seed(seed)
-    made = [generate(model, windows[i:i + batch_size, :prefix].to(device), length, temperature=temperature,
-                     top_k=top_k, top_p=top_p, generator=g)[:, prefix:].cpu()
+    made = [generate(model, windows[i:i + batch_size, :prefix].to(device), length, settings=settings,
+                     generator=g)[:, prefix:].cpu()
             for i in range(0, n, batch_size)]
     return windows[:, prefix:].clone(), torch.cat(made)

@@ -26,7 +26,6 @@ import heapq
 import json
 import operator
 import os
-import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -34,7 +33,7 @@ from pathlib import Path
 import regex
 
 from . import data
-from .utils import write_json_atomic
+from .tokenizer import Tokenizer
 
 # The pre-split patterns of GPT-2 and GPT-4 (cl100k_base), as published in tiktoken.
 GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -96,27 +95,6 @@ def _as_id(x) -> int | None:
         return None
 
 
-def _os_why(e: OSError) -> str:
-    return "permission denied" if isinstance(e, PermissionError) else (e.strerror or type(e).__name__)
-
-
-def _check_writable(path: Path) -> None:
-    """Raise a one-line ValueError when a file cannot be written at ``path`` (tried with a probe file)."""
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder; give a file name for the tokenizer, e.g. {path / 'tokenizer.json'}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    except (FileExistsError, NotADirectoryError):
-        raise ValueError(f"cannot write {path}: a part of its folder path is a file, not a folder; "
-                         "choose a path inside a folder") from None
-    except OSError as e:
-        raise ValueError(f"cannot write {path}: {_os_why(e)} in {path.parent}; choose a folder you can "
-                         "write to") from None
-    os.close(fd)
-    os.unlink(probe)
-
-
 def _to_utf8(text: str) -> bytes:
     """UTF-8 bytes of ``text``; lone surrogates (not valid Unicode) become U+FFFD, as in tiktoken."""
     try:
@@ -129,13 +107,17 @@ def _sanitize(text: str) -> str:
     return _to_utf8(text).decode("utf-8")
 
 
-class BPETokenizer:
+class BPETokenizer(Tokenizer):
     """A trained byte-level BPE: ``merges`` in rank order, an optional split pattern, special tokens.
 
     Token ids 0-255 are the bytes; merge ``i`` creates id ``256 + i``; special tokens come after.
     ``byte_order[i]`` is the byte that id ``i`` < 256 stands for: by default id b is byte b, but
     GPT-2 numbers its 256 byte tokens in another order (see :func:`gpt2_tokenizer`).
+    ``save``/``load`` come from :class:`minigpt.tokenizer.Tokenizer`.
     """
+
+    kind = "BPE"
+    load_hint = "train one with `python -m minigpt bpe train --data tinyshakespeare --out {path}`"
 
     def __init__(self, merges=(), pattern: str | None = "gpt4", special_tokens: dict[str, int] | None = None,
                  byte_order=None):
@@ -294,6 +276,7 @@ class BPETokenizer:
 
     # ---- save / load / interop ----------------------------------------------------------------
     def to_dict(self) -> dict:
+        """Pattern, merges in rank order, special tokens (and GPT-2's byte order), as plain JSON values."""
         d = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -340,33 +323,6 @@ class BPETokenizer:
         if byte_order is not None and not isinstance(byte_order, list):
             raise ValueError("not a BPE tokenizer: 'byte_order' must be a list of the 256 byte values")
         return cls(merges, pattern=pattern, special_tokens=special, byte_order=byte_order)
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the tokenizer as JSON (atomically): pattern, merges in rank order, special tokens."""
-        path = Path(path)
-        _check_writable(path)
-        try:
-            write_json_atomic(path, self.to_dict())
-        except OSError as e:
-            raise ValueError(f"cannot write {path}: {_os_why(e)}; choose a folder you can write to") from None
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> BPETokenizer:
-        """Read a tokenizer written by :meth:`save`."""
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"tokenizer file {path} does not exist; train one with "
-                                    f"`python -m minigpt bpe train --data tinyshakespeare --out {path}`")
-        if path.is_dir():
-            raise ValueError(f"tokenizer file {path} is a folder, not a file; give the JSON file written by "
-                             "`python -m minigpt bpe train --out FILE`")
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path} is not a BPE tokenizer file (not valid JSON: {e})") from None
-        except OSError as e:
-            raise ValueError(f"cannot read tokenizer file {path}: {_os_why(e)}; check its permissions") from None
-        return cls.from_dict(d)
 
     def save_vocab_text(self, path: str | os.PathLike) -> None:
         """A human-readable listing, one token per line: ``id [a][b] -> text`` (not loadable)."""

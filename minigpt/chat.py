@@ -26,11 +26,13 @@ from collections import Counter
 import torch
 
 from .data import DATASETS, DataError, locate
-from .generate import check_sampling_args, stream
+from .generate import SamplingSettings, check_max_new_tokens, sampling_settings, stream
+from .tokenizer import Tokenizer
 
-__all__ = ["speeches", "speakers", "script_prompt", "Chat", "ChatPanel", "END_OF_SPEECH"]
+__all__ = ["speeches", "speakers", "script_prompt", "Chat", "ChatPanel", "END_OF_SPEECH", "CHAT_SETTINGS"]
 
 END_OF_SPEECH = "\n\n"  # a blank line ends a speech in the script format
+CHAT_SETTINGS = SamplingSettings(temperature=0.8, top_p=0.9)  # lesson 08's choice for lively, sane text
 _SPEAKER = re.compile(r"[A-Z][A-Za-z' .-]*")
 
 
@@ -60,12 +62,15 @@ class Chat:
     """A conversation with the model: you speak as ``as_name``, it answers as ``to_name``.
 
     ``reply(line)`` adds your line to the script and returns the model's speech (streamed to
-    ``on_piece`` when given). Sampling settings are lesson 08's; the seed makes a chat repeatable.
+    ``on_piece`` when given). ``settings`` (default :data:`CHAT_SETTINGS`, lesson 08's) with any
+    settings given by name (``temperature=0.5``) replacing its fields; the seed makes a chat repeatable.
     """
 
-    def __init__(self, model, tokenizer, as_name: str = "ROMEO", to_name: str = "JULIET", temperature: float = 0.8,
-                 top_k: int | None = None, top_p: float | None = 0.9, max_new_tokens: int = 300, seed: int = 1337):
-        check_sampling_args(temperature, top_k, top_p, max_new_tokens=max_new_tokens)
+    def __init__(self, model, tokenizer: Tokenizer, as_name: str = "ROMEO", to_name: str = "JULIET", *,
+                 settings: SamplingSettings | None = None, max_new_tokens: int = 300, seed: int = 1337,
+                 **options):
+        self.settings = sampling_settings(CHAT_SETTINGS if settings is None else settings, **options)
+        check_max_new_tokens(max_new_tokens)
         self.model, self.tokenizer = model.eval(), tokenizer
         for what, name in (("your character (as)", as_name), ("the model's character (to)", to_name)):
             if not name or ":" in name or "\n" in name:
@@ -75,7 +80,6 @@ class Chat:
             except ValueError as e:
                 raise ValueError(f"{what} {name!r}: {e}") from None
         self.as_name, self.to_name = as_name, to_name
-        self.sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p)
         self.max_new_tokens = max_new_tokens
         self.generator = torch.Generator().manual_seed(seed)
         self.turns: list[tuple[str, str]] = []
@@ -96,7 +100,7 @@ class Chat:
         self.turns.append((self.as_name, line))
         pieces = []
         for piece in stream(self.model, self.tokenizer, self.prompt(), self.max_new_tokens, stop=END_OF_SPEECH,
-                            generator=self.generator, **self.sampling):
+                            settings=self.settings, generator=self.generator):
             pieces.append(piece)
             if on_piece is not None:
                 on_piece(piece)
@@ -112,14 +116,14 @@ class ChatPanel:
     (the :class:`Chat`), ``error`` (why the last line was refused, or ""), and ``send(line)``.
     """
 
-    def __init__(self, model, tokenizer, as_name: str = "ROMEO", to_name: str = "JULIET", **chat_kwargs):
+    def __init__(self, model, tokenizer: Tokenizer, as_name: str = "ROMEO", to_name: str = "JULIET", **chat_kwargs):
         import ipywidgets as W
 
         self.chat = Chat(model, tokenizer, as_name, to_name, **chat_kwargs)
         self.text = W.Text(placeholder=f"speak as {as_name}, press Enter", continuous_update=False,
                            layout=W.Layout(width="70%"))
         self.send_button = W.Button(description="send", button_style="primary")
-        self.temperature = W.FloatSlider(value=self.chat.sampling["temperature"], min=0.0, max=1.5, step=0.05,
+        self.temperature = W.FloatSlider(value=self.chat.settings.temperature, min=0.0, max=1.5, step=0.05,
                                          description="temperature")
         self.transcript = W.HTML()
         self.info = W.HTML()
@@ -136,7 +140,7 @@ class ChatPanel:
     def send(self, line: str) -> str:
         """Say ``line`` as your character; the answer streams into the transcript. Returns it ("" if refused)."""
         self.error = ""
-        self.chat.sampling["temperature"] = float(self.temperature.value)
+        self.chat.settings = self.chat.settings.replace(temperature=float(self.temperature.value))
         self.text.value = ""
         partial = []
 

@@ -28,7 +28,7 @@ import torch
 from .bpe import FORMAT as BPE_FORMAT
 from .bpe import BPETokenizer
 from .model import GPT, RUNTIME_FIELDS, GPTConfig
-from .tokenizer import CharTokenizer
+from .tokenizer import CharTokenizer, Tokenizer, read_tokenizer_file
 from .utils import describe_differences, os_error_message, pid_alive, sha256_file, write_json_atomic
 
 FORMAT = "minigpt-checkpoint"
@@ -44,7 +44,7 @@ class Checkpoint:
     """What :func:`load_checkpoint` returns: a ready model and everything needed to resume."""
 
     model: GPT
-    tokenizer: CharTokenizer | BPETokenizer
+    tokenizer: Tokenizer
     model_config: GPTConfig
     train_config: dict
     step: int
@@ -72,15 +72,24 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def tokenizer_from_dict(d: dict) -> CharTokenizer | BPETokenizer:
-    """The tokenizer saved in a checkpoint's meta: a byte-level BPE (``format: minigpt-bpe``) or,
-    as in every checkpoint written before BPE models, a :class:`CharTokenizer` (``type: char``)."""
+def tokenizer_from_dict(d: dict) -> Tokenizer:
+    """The tokenizer a ``to_dict`` describes, of either kind: a byte-level BPE (``format: minigpt-bpe``)
+    or a :class:`CharTokenizer` (``type: char``, as in every checkpoint written before BPE models)."""
     if isinstance(d, dict) and d.get("format") == BPE_FORMAT:
         return BPETokenizer.from_dict(d)
-    return CharTokenizer.from_dict(d)
+    if isinstance(d, dict) and d.get("type") == "char":
+        return CharTokenizer.from_dict(d)
+    raise ValueError(f"not a tokenizer: expected a JSON object with type 'char' (a character tokenizer) or "
+                     f"format {BPE_FORMAT!r} (a BPE), got {str(d)[:60]}")
 
 
-def save_checkpoint(out_dir, model: GPT, tokenizer: CharTokenizer | BPETokenizer, step: int, *, train_config: dict,
+def load_tokenizer(path) -> Tokenizer:
+    """A saved tokenizer of either kind (the file its ``save`` wrote); the one way to load one whose
+    kind you do not know."""
+    return tokenizer_from_dict(read_tokenizer_file(path))
+
+
+def save_checkpoint(out_dir, model: GPT, tokenizer: Tokenizer, step: int, *, train_config: dict,
                     state: dict | None = None, history: list | None = None, extra: dict | None = None,
                     keep: int = 1) -> Path:
     """Write a checkpoint of ``model`` at ``step`` into ``out_dir`` atomically; return its folder.

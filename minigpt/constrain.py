@@ -9,8 +9,8 @@ Every control here edits the next-token logits before the draw (:func:`minigpt.g
 
 A hard constraint always holds; its price is that the text is no longer what the model would have
 written, which :func:`continuation_nll` measures: the NLL of the text under the unconstrained model.
-Stop strings end a sample at the first occurrence of any of them, as :func:`minigpt.generate.stream`
-does for one stream; :func:`sample_texts` runs many samples at once.
+Stop strings end a sample at the first occurrence of any of them (:class:`minigpt.generate.StopStrings`,
+as in :func:`minigpt.generate.stream`); :func:`sample_texts` runs many samples at once.
 """
 
 from __future__ import annotations
@@ -21,7 +21,14 @@ import regex
 import torch
 
 from .evaluate import score_plan, sliding_plan
-from .generate import check_sampling_args, generate_tokens
+from .generate import (
+    SamplingSettings,
+    StopStrings,
+    check_max_new_tokens,
+    generate_tokens,
+    sampling_settings,
+)
+from .tokenizer import Tokenizer
 
 __all__ = ["ban_tokens", "bias_tokens", "allow_only", "RegexConstraint", "sample_texts", "continuation_nll"]
 
@@ -53,10 +60,10 @@ class RegexConstraint:
     ``complete(text)`` says whether ``text`` already matches in full.
     """
 
-    def __init__(self, pattern: str, tokenizer):
+    def __init__(self, pattern: str, tokenizer: Tokenizer):
         self.pattern = pattern
         self.regex = regex.compile(pattern)
-        self.pieces = [tokenizer.decode([i]) for i in range(_vocab_size(tokenizer))]
+        self.pieces = [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
         self._memo: dict[str, torch.Tensor] = {}
 
     def allowed(self, text: str) -> torch.Tensor:
@@ -74,27 +81,24 @@ class RegexConstraint:
         return f"RegexConstraint({self.pattern!r})"
 
 
-def _vocab_size(tokenizer) -> int:
-    return int(getattr(tokenizer, "vocab_size", None) or len(tokenizer.chars))
-
-
 @torch.no_grad()
-def sample_texts(model, tokenizer, prompt: str, n: int, max_new_tokens: int, *, temperature: float = 1.0,
-                 top_k: int | None = None, logits_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+def sample_texts(model, tokenizer: Tokenizer, prompt: str, n: int, max_new_tokens: int, *,
+                 settings: SamplingSettings | None = None,
+                 logits_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  constraint: RegexConstraint | None = None, stop: str | Sequence[str] | None = None,
-                 generator: torch.Generator | None = None) -> list[str]:
+                 generator: torch.Generator | None = None, **options) -> list[str]:
     """``n`` continuations of ``prompt`` sampled side by side (the prompt is not repeated).
 
+    The draw follows ``settings`` and any settings given by name (``temperature=0.8``, ``top_k``, ...).
     ``logits_fn`` edits the last position's logits (B, V) before the draw (e.g. a ban or a bias);
     ``constraint`` allows only tokens that keep each text on a path to a full match, and a sample ends
     when no token is allowed (it matched, or it can go no further); a ``stop`` string ends a sample and
     is cut off. With none of them, and n = 1, this draws exactly what :func:`minigpt.generate.generate`
     draws with the same generator.
     """
-    check_sampling_args(temperature, top_k, max_new_tokens=max_new_tokens)
-    stops = [stop] if isinstance(stop, str) else list(stop or [])
-    if any(not isinstance(s, str) or not s for s in stops):
-        raise ValueError(f"stop strings must be non-empty strings, got {stops!r}")
+    settings = sampling_settings(settings, **options)
+    check_max_new_tokens(max_new_tokens)
+    stops = StopStrings(stop)
     if n <= 0:
         raise ValueError(f"n must be a positive number of samples, got {n}")
     device = next(model.parameters()).device
@@ -120,19 +124,15 @@ def sample_texts(model, tokenizer, prompt: str, n: int, max_new_tokens: int, *, 
         return torch.where(finished[:, None], torch.zeros_like(logits), logits)
 
     idx = torch.tensor([start] * n, device=device)
-    for nxt in generate_tokens(model, idx, max_new_tokens, temperature=temperature, top_k=top_k,
-                               generator=generator, logits_processor=process):  # nxt: (n, 1)
+    for nxt in generate_tokens(model, idx, max_new_tokens, settings=settings, generator=generator,
+                               logits_processor=process):  # nxt: (n, 1)
         if all(done):
             break  # every sample ended before this draw: it is not used
         for b in range(n):
             if done[b]:
                 continue
             new[b].append(int(nxt[b, 0]))
-            texts[b] = tokenizer.decode(new[b])
-            hits = [texts[b].find(s) for s in stops if s in texts[b]]
-            if hits:
-                texts[b] = texts[b][:min(hits)]
-                done[b] = True
+            texts[b], done[b] = stops.cut(tokenizer.decode(new[b]))
         if all(done):
             break
     return texts

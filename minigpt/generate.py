@@ -4,9 +4,11 @@ Each sampling strategy is a small function on the logits of the last position, (
 
     logits -> repetition / frequency penalty -> / temperature -> top-k -> top-p -> softmax -> draw
 
-Greedy decoding (temperature 0) skips the draw and takes the argmax. :func:`generate` runs the
-loop on token ids; :func:`stream` runs it on text, yields each piece as soon as it is made and stops
-at a stop string. A ``torch.Generator`` makes every strategy reproducible.
+Greedy decoding (temperature 0) skips the draw and takes the argmax. The settings of a draw are one
+:class:`SamplingSettings` (each setting's default is its one "off" value); every function here takes
+``settings=`` and/or single settings by name (``temperature=0.8``). :func:`generate` runs the loop on
+token ids; :func:`stream` runs it on text, yields each piece as soon as it is made and stops at a
+stop string (:class:`StopStrings`). A ``torch.Generator`` makes every strategy reproducible.
 
 The KV cache (:class:`minigpt.model.KVCache`) makes each new token cost one position instead of
 the whole context. GPT-2-style models learn one embedding per absolute position, and every cached
@@ -19,15 +21,20 @@ Models with relative positions (RoPE, ALiBi) do not have this problem.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
 
+from .tokenizer import Tokenizer
+
 __all__ = ["greedy", "apply_temperature", "top_k_filter", "top_p_filter", "repetition_penalty",
-           "frequency_penalty", "next_token_probs", "sample_next", "generate", "generate_tokens",
-           "stream", "generate_text", "check_sampling_args"]
+           "frequency_penalty", "SamplingSettings", "sampling_settings", "check_sampling_args", "check_max_new_tokens",
+           "next_token_probs", "sample_next", "generate", "generate_tokens", "StopStrings", "stream",
+           "generate_text"]
 
 
 # --------------------------------------------------------------------------- the strategies
@@ -81,64 +88,147 @@ def frequency_penalty(logits: torch.Tensor, counts: torch.Tensor, alpha: float) 
     return logits - alpha * counts.to(logits.dtype)
 
 
-def check_sampling_args(temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                        repetition: float = 1.0, frequency: float = 0.0, max_new_tokens: int = 0) -> None:
-    """Raise ``ValueError`` with one clear line for a sampling setting that makes no sense."""
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
-        raise ValueError(f"temperature must be a number >= 0 (0 = greedy), got {temperature}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k <= 0):
-        raise ValueError(f"top-k must be a positive integer (or None for no limit), got {top_k}")
-    if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
-        raise ValueError(f"top-p must be in (0, 1] (1 keeps every token), got {top_p}")
-    if not (isinstance(repetition, (int, float)) and math.isfinite(repetition) and repetition > 0):
-        raise ValueError(f"repetition penalty must be > 0 (1 = none), got {repetition}")
-    if not (isinstance(frequency, (int, float)) and math.isfinite(frequency)):
-        raise ValueError(f"frequency penalty must be a finite number (0 = none), got {frequency}")
+# --------------------------------------------------------------------------- the settings
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How the next token is drawn from the logits. Each setting has one "off" value, its default:
+
+        temperature  1.0   softmax(logits / T): below 1 sharper, above 1 flatter; 0 = greedy (no draw)
+        top_k        None  keep only the k most likely tokens
+        top_p        None  keep the smallest set of tokens with probability p (p = 1 keeps every
+                           token, so it is stored as None)
+        repetition   1.0   CTRL's repetition penalty on tokens that already occur
+        frequency    0.0   OpenAI's frequency penalty per earlier occurrence
+
+    A setting that makes no sense is one clear ``ValueError`` when the settings are made. Functions
+    that sample take ``settings=`` and/or the settings by name (``temperature=0.8``); names given
+    replace the fields of ``settings``.
+    """
+
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    repetition: float = 1.0
+    frequency: float = 0.0
+
+    def __post_init__(self):
+        t, k, p = self.temperature, self.top_k, self.top_p
+        if isinstance(t, bool) or not (isinstance(t, (int, float)) and math.isfinite(t) and t >= 0):
+            raise ValueError(f"temperature must be a number >= 0 (0 = greedy), got {t}")
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k <= 0):
+            raise ValueError(f"top-k must be a positive integer (or None for no limit), got {k}")
+        if p is not None and (isinstance(p, bool) or not (isinstance(p, (int, float)) and 0 < p <= 1)):
+            raise ValueError(f"top-p must be in (0, 1] (1 keeps every token), got {p}")
+        r, f = self.repetition, self.frequency
+        if isinstance(r, bool) or not (isinstance(r, (int, float)) and math.isfinite(r) and r > 0):
+            raise ValueError(f"repetition penalty must be > 0 (1 = none), got {r}")
+        if isinstance(f, bool) or not (isinstance(f, (int, float)) and math.isfinite(f)):
+            raise ValueError(f"frequency penalty must be a finite number (0 = none), got {f}")
+        if p == 1:
+            object.__setattr__(self, "top_p", None)  # one "off" value: p = 1 keeps every token
+
+    @classmethod
+    def from_options(cls, options=None, /, **overrides) -> SamplingSettings:
+        """Settings from options given by name: an ``argparse.Namespace`` (the command line's ``args``)
+        or a dict, whose entries named like a setting are read (any others, e.g. ``ckpt``, are not),
+        then ``overrides``. A setting given as None is left at its default ("off")."""
+        if options is None:
+            given = {}
+        elif isinstance(options, Mapping):
+            given = dict(options)
+        else:
+            given = vars(options)
+        names = {f.name for f in fields(cls)}
+        chosen = {k: v for k, v in given.items() if k in names}
+        chosen.update(overrides)
+        return cls().replace(**{k: v for k, v in chosen.items() if v is not None})
+
+    def replace(self, **changes) -> SamplingSettings:
+        """A copy with the named settings changed (and checked)."""
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        if unknown:
+            raise TypeError(f"unknown sampling setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                            f"the settings are {', '.join(f.name for f in fields(self))}")
+        return dataclasses.replace(self, **changes) if changes else self
+
+    @property
+    def is_greedy(self) -> bool:
+        """True for temperature 0: the most likely token, no draw."""
+        return self.temperature == 0
+
+    @property
+    def has_penalty(self) -> bool:
+        """True when a penalty needs the counts of the tokens so far."""
+        return self.repetition != 1.0 or self.frequency != 0.0
+
+
+def sampling_settings(settings: SamplingSettings | None = None, **options) -> SamplingSettings:
+    """``settings`` (default: every setting off) with the settings named in ``options`` replaced."""
+    if settings is None:
+        settings = SamplingSettings()
+    elif not isinstance(settings, SamplingSettings):
+        raise TypeError(f"settings must be a SamplingSettings, got {type(settings).__name__}; give single "
+                        "settings by name instead, e.g. temperature=0.8")
+    return settings.replace(**options)
+
+
+def check_max_new_tokens(max_new_tokens) -> None:
+    """Raise ``ValueError`` with one clear line unless ``max_new_tokens`` is an integer >= 0."""
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise ValueError(f"max new tokens must be an integer >= 0, got {max_new_tokens}")
 
 
-def _penalised(logits, counts, repetition, frequency):
+def check_sampling_args(temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                        repetition: float = 1.0, frequency: float = 0.0, max_new_tokens: int = 0) -> None:
+    """Raise ``ValueError`` with one clear line for a sampling setting that makes no sense (the checks
+    of :class:`SamplingSettings`, and ``max_new_tokens``)."""
+    SamplingSettings(temperature, top_k, top_p, repetition, frequency)
+    check_max_new_tokens(max_new_tokens)
+
+
+def _penalised(logits, counts, s: SamplingSettings):
     logits = logits.float()
-    if counts is not None and repetition != 1.0:
-        logits = repetition_penalty(logits, counts, repetition)
-    if counts is not None and frequency != 0.0:
-        logits = frequency_penalty(logits, counts, frequency)
+    if counts is not None and s.repetition != 1.0:
+        logits = repetition_penalty(logits, counts, s.repetition)
+    if counts is not None and s.frequency != 0.0:
+        logits = frequency_penalty(logits, counts, s.frequency)
     return logits
 
 
-def _filtered(logits, temperature, top_k, top_p):
-    logits = apply_temperature(logits, temperature)
-    if top_k is not None:
-        logits = top_k_filter(logits, top_k)
-    if top_p is not None:
-        logits = top_p_filter(logits, top_p)
+def _filtered(logits, s: SamplingSettings):
+    logits = apply_temperature(logits, s.temperature)
+    if s.top_k is not None:
+        logits = top_k_filter(logits, s.top_k)
+    if s.top_p is not None:
+        logits = top_p_filter(logits, s.top_p)
     return logits
 
 
-def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
-                     top_p: float | None = None, counts: torch.Tensor | None = None,
-                     repetition: float = 1.0, frequency: float = 0.0) -> torch.Tensor:
+def next_token_probs(logits: torch.Tensor, settings: SamplingSettings | None = None,
+                     counts: torch.Tensor | None = None, **options) -> torch.Tensor:
     """The distribution a token is drawn from, after every filter: (B, V), rows sum to 1.
 
-    Temperature 0 puts all the mass on the argmax (greedy decoding).
+    ``settings`` and/or single settings by name (``temperature=0.8``, ``top_p=0.9``, ...); the
+    penalties need ``counts`` (B, V), how often each token occurred. Temperature 0 puts all the
+    mass on the argmax (greedy decoding).
     """
-    check_sampling_args(temperature, top_k, top_p, repetition, frequency)
-    logits = _penalised(logits, counts, repetition, frequency)
-    if temperature == 0:
+    s = sampling_settings(settings, **options)
+    logits = _penalised(logits, counts, s)
+    if s.is_greedy:
         return torch.zeros_like(logits).scatter_(-1, greedy(logits), 1.0)
-    return F.softmax(_filtered(logits, temperature, top_k, top_p), dim=-1)
+    return F.softmax(_filtered(logits, s), dim=-1)
 
 
-def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
-                top_p: float | None = None, generator: torch.Generator | None = None,
-                counts: torch.Tensor | None = None, repetition: float = 1.0,
-                frequency: float = 0.0) -> torch.Tensor:
+def sample_next(logits: torch.Tensor, settings: SamplingSettings | None = None,
+                generator: torch.Generator | None = None, counts: torch.Tensor | None = None,
+                **options) -> torch.Tensor:
     """One token per row from the last position's logits (B, V): (B, 1). Temperature 0 is greedy."""
-    logits = _penalised(logits, counts, repetition, frequency)
-    if temperature == 0:
+    s = sampling_settings(settings, **options)
+    logits = _penalised(logits, counts, s)
+    if s.is_greedy:
         return greedy(logits)
-    probs = F.softmax(_filtered(logits, temperature, top_k, top_p), dim=-1)
+    probs = F.softmax(_filtered(logits, s), dim=-1)
     if generator is not None and generator.device != probs.device:
         return torch.multinomial(probs.cpu(), 1, generator=generator).to(probs.device)
     return torch.multinomial(probs, 1, generator=generator)
@@ -147,18 +237,20 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
 # --------------------------------------------------------------------------- the loop
 
 @torch.no_grad()
-def generate_tokens(model, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-                    top_k: int | None = None, top_p: float | None = None, repetition: float = 1.0,
-                    frequency: float = 0.0, generator: torch.Generator | None = None,
-                    use_cache: bool = True, logits_processor=None) -> Iterator[torch.Tensor]:
+def generate_tokens(model, idx: torch.Tensor, max_new_tokens: int, *, settings: SamplingSettings | None = None,
+                    generator: torch.Generator | None = None, use_cache: bool = True, logits_processor=None,
+                    **options) -> Iterator[torch.Tensor]:
     """Yield ``max_new_tokens`` new tokens, one (B, 1) tensor at a time, continuing ``idx`` (B, T).
 
+    The draw follows ``settings`` (a :class:`SamplingSettings`) with any settings given by name
+    (``temperature=0.8``, ``top_k``, ``top_p``, ``repetition``, ``frequency``) replacing its fields.
     ``use_cache=False`` recomputes the whole context (up to ``block_size`` tokens) for every token;
     with the cache both give the same logits (see the module's docstring for the sliding window).
     ``logits_processor(logits, tokens)``, if given, edits the next token's logits (B, V) before the
     draw, seeing the tokens so far (B, n) (e.g. a ban, a bias or a format constraint: lesson 12).
     """
-    check_sampling_args(temperature, top_k, top_p, repetition, frequency, max_new_tokens)
+    s = sampling_settings(settings, **options)
+    check_max_new_tokens(max_new_tokens)
     if idx.dim() != 2 or idx.size(1) == 0:
         raise ValueError(f"idx must be (batch, length) with at least one token, got shape {tuple(idx.shape)}")
     block = model.config.block_size
@@ -166,7 +258,7 @@ def generate_tokens(model, idx: torch.Tensor, max_new_tokens: int, temperature: 
     tokens = torch.empty(B, T0 + max_new_tokens, dtype=torch.long, device=idx.device)
     tokens[:, :T0] = idx
     counts = None
-    if repetition != 1.0 or frequency != 0.0:  # how often each token occurs so far, (B, V)
+    if s.has_penalty:  # how often each token occurs so far, (B, V)
         counts = torch.zeros(B, model.config.vocab_size, device=idx.device)
         counts.scatter_add_(1, idx, torch.ones_like(idx, dtype=counts.dtype))
     cache = model.new_kv_cache(B) if use_cache else None
@@ -186,7 +278,7 @@ def generate_tokens(model, idx: torch.Tensor, max_new_tokens: int, temperature: 
             last = logits[:, -1, :]
             if logits_processor is not None:
                 last = logits_processor(last, tokens[:, :n])
-            nxt = sample_next(last, temperature, top_k, top_p, generator, counts, repetition, frequency)
+            nxt = sample_next(last, s, generator, counts)
             tokens[:, n] = nxt[:, 0]
             n += 1
             if counts is not None:
@@ -200,57 +292,83 @@ def generate_tokens(model, idx: torch.Tensor, max_new_tokens: int, temperature: 
 def generate(model, idx: torch.Tensor, max_new_tokens: int, **kwargs) -> torch.Tensor:
     """``idx`` (B, T) followed by ``max_new_tokens`` generated tokens: (B, T + max_new_tokens).
 
-    Keyword arguments are those of :func:`generate_tokens`: ``temperature`` (0 = greedy),
-    ``top_k``, ``top_p``, ``repetition``, ``frequency``, ``generator``, ``use_cache``.
+    Keyword arguments are those of :func:`generate_tokens`: ``settings`` and/or single settings
+    (``temperature`` (0 = greedy), ``top_k``, ``top_p``, ``repetition``, ``frequency``),
+    ``generator``, ``use_cache``, ``logits_processor``.
     """
     new = list(generate_tokens(model, idx, max_new_tokens, **kwargs))
     return torch.cat([idx, *new], dim=1) if new else idx.clone()
 
 
-def _encode_prompt(tokenizer, prompt: str, device) -> torch.Tensor:
+def _encode_prompt(tokenizer: Tokenizer, prompt: str, device) -> torch.Tensor:
     if not prompt:
         raise ValueError("the prompt is empty; give at least one character (e.g. a newline)")
     return torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=device)
 
 
-def stream(model, tokenizer, prompt: str, max_new_tokens: int, stop: str | Sequence[str] | None = None,
+class StopStrings:
+    """The stop strings of a generation: text ends just before the first occurrence of any of them.
+
+    ``cut(text)`` is ``text`` up to the first stop string and whether there was one; ``safe(text)``
+    is how much of ``text`` can be shown now, holding back a tail that might be the start of one.
+    """
+
+    def __init__(self, stop: str | Sequence[str] | None = None):
+        stops = [stop] if isinstance(stop, str) else list(stop or [])
+        if any(not isinstance(s, str) or not s for s in stops):
+            raise ValueError(f"stop strings must be non-empty strings, got {stops!r}")
+        self.stops = stops
+
+    def cut(self, text: str) -> tuple[str, bool]:
+        """``text`` up to (not including) the earliest stop string, and whether one was found."""
+        hits = [text.find(s) for s in self.stops if s in text]
+        return (text[:min(hits)], True) if hits else (text, False)
+
+    def safe(self, text: str) -> int:
+        """The length of the head of ``text`` that no stop string can start in: ``text`` less its
+        longest tail that is the beginning of a stop string (``text`` holds none in full)."""
+        hold = max((k for s in self.stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+        return len(text) - hold
+
+    def __bool__(self) -> bool:
+        return bool(self.stops)
+
+
+def stream(model, tokenizer: Tokenizer, prompt: str, max_new_tokens: int, stop: str | Sequence[str] | None = None,
            **kwargs) -> Iterator[str]:
     """Yield the generated text piece by piece as it is made (the prompt is not repeated).
 
     Generation ends after ``max_new_tokens`` tokens or at the first ``stop`` string, which is not
     yielded. Text that might be the start of a stop string is held back until it is clear.
+    Keyword arguments are those of :func:`generate_tokens` (``settings``, ``temperature``, ...).
     """
-    stops = [stop] if isinstance(stop, str) else list(stop or [])
-    if any(not isinstance(s, str) or not s for s in stops):
-        raise ValueError(f"stop strings must be non-empty strings, got {stops!r}")
+    stops = StopStrings(stop)
     device = next(model.parameters()).device
     idx = _encode_prompt(tokenizer, prompt, device)
     ids: list[int] = []  # the generated tokens
-    decoded = ""  # their text so far (decoded as a whole: a byte-level token may be half a character)
-    pending = ""  # generated text not yet yielded
+    text = ""  # their text (decoded as a whole: a byte-level token may be half a character)
+    shown = 0  # how much of it has been yielded
     for nxt in generate_tokens(model, idx, max_new_tokens, **kwargs):
         ids.append(int(nxt[0, 0]))
-        text = tokenizer.decode(ids)
-        if text.endswith("\ufffd"):
+        new_text = tokenizer.decode(ids)
+        if new_text.endswith("\ufffd"):
             continue  # an incomplete multi-byte character: wait for the token that completes it
-        pending += text[len(decoded):]
-        decoded = text
-        hits = [pending.find(s) for s in stops if s in pending]
-        if hits:
-            if min(hits) > 0:
-                yield pending[:min(hits)]
+        text = new_text
+        head, stopped = stops.cut(text)
+        if stopped:
+            if len(head) > shown:
+                yield head[shown:]
             return
-        # hold back the longest tail that is the beginning of a stop string
-        hold = max((k for s in stops for k in range(1, len(s)) if pending.endswith(s[:k])), default=0)
-        if len(pending) > hold:
-            yield pending[:len(pending) - hold]
-            pending = pending[len(pending) - hold:]
-    pending += tokenizer.decode(ids)[len(decoded):] if ids else ""
-    if pending:
-        yield pending
+        safe = stops.safe(text)
+        if safe > shown:
+            yield text[shown:safe]
+            shown = safe
+    text = tokenizer.decode(ids) if ids else text  # what is left, even an incomplete character at the end
+    if len(text) > shown:
+        yield text[shown:]
 
 
-def generate_text(model, tokenizer, prompt: str, max_new_tokens: int, stop: str | Sequence[str] | None = None,
+def generate_text(model, tokenizer: Tokenizer, prompt: str, max_new_tokens: int, stop: str | Sequence[str] | None = None,
                   **kwargs) -> str:
     """The generated continuation of ``prompt`` as one string (see :func:`stream`)."""
     return "".join(stream(model, tokenizer, prompt, max_new_tokens, stop=stop, **kwargs))

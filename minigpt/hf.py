@@ -25,7 +25,7 @@ import torch
 from .bpe import GPT2_SPLIT_PATTERN, BPETokenizer, bytes_to_unicode, gpt2_tokenizer
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .model import GPT, GPTConfig
-from .tokenizer import CharTokenizer
+from .tokenizer import CharTokenizer, Tokenizer
 from .utils import describe_differences
 
 _TRANSPOSED = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -146,13 +146,14 @@ def from_hf(hf_model, attn_impl: str = "sdpa") -> GPT:
 
 
 # ---- tokenizers ------------------------------------------------------------------------------------
-def hf_tokenizer_object(tok):
+def hf_tokenizer_object(tok: Tokenizer):
     """``tok`` (a :class:`CharTokenizer` or a byte-level :class:`BPETokenizer`) as a ``tokenizers.Tokenizer``
     with the same ids: a word-level model over single characters, or a byte-level BPE."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
+    from tokenizers import Tokenizer as HFTokenizer
 
     if isinstance(tok, CharTokenizer):
-        t = Tokenizer(models.WordLevel(vocab=dict(tok.stoi), unk_token=None))
+        t = HFTokenizer(models.WordLevel(vocab=dict(tok.stoi), unk_token=None))
         t.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # every character alone
         t.decoder = decoders.Fuse()  # join the characters back without spaces
         return t
@@ -170,7 +171,7 @@ def hf_tokenizer_object(tok):
         raise ValueError("two tokens of this BPE have the same bytes; the tokenizers library needs one id per spelling")
     vocab.update(tok.special_tokens)
     merges = [(spell(tok.vocab[a]), spell(tok.vocab[b])) for a, b in tok.merges]
-    t = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
+    t = HFTokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
     if tok.pattern == GPT2_SPLIT_PATTERN:
         t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)  # GPT-2's own split
     elif tok.pattern is None:
@@ -185,7 +186,7 @@ def hf_tokenizer_object(tok):
     return t
 
 
-def hf_tokenizer(tok, model_max_length: int | None = None):
+def hf_tokenizer(tok: Tokenizer, model_max_length: int | None = None):
     """``tok`` as a ``transformers.PreTrainedTokenizerFast`` (what ``AutoTokenizer`` loads back)."""
     from transformers import PreTrainedTokenizerFast
 
@@ -195,7 +196,7 @@ def hf_tokenizer(tok, model_max_length: int | None = None):
                                    model_max_length=model_max_length or int(1e30), **kwargs)
 
 
-def tokenizer_from_hf(spec: dict):
+def tokenizer_from_hf(spec: dict) -> Tokenizer:
     """A ``minigpt`` tokenizer from a ``tokenizer.json`` (parsed): the inverse of :func:`hf_tokenizer_object`.
 
     Reads word-level character tokenizers and byte-level BPEs laid out like GPT-2's (ids 0-255 the

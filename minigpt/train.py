@@ -46,7 +46,7 @@ from .evaluate import gather, nll_sum, windows
 from .model import GPT, flops_per_token
 from .optim import Muon, get_lr, make_optimizer, make_optimizers, set_lr
 from .precision import choose_dtype, enable_tf32, estimate_mfu, peak_flops
-from .tokenizer import CharTokenizer
+from .tokenizer import CharTokenizer, Tokenizer
 from .utils import describe_differences, get_device
 
 __all__ = ["TrainConfig", "TrainResult", "PRESETS", "get_preset", "train", "get_lr", "load_checkpoint",
@@ -75,7 +75,7 @@ class TrainResult:
     """What :func:`train` returns. ``history`` has one row per optimizer step."""
 
     model: GPT
-    tokenizer: CharTokenizer
+    tokenizer: Tokenizer
     config: TrainConfig
     history: list = field(default_factory=list)
     samples: list = field(default_factory=list)  # (step, text)

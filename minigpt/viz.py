@@ -26,6 +26,9 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from .generate import SamplingSettings, next_token_probs, sampling_settings, stream
+from .tokenizer import Tokenizer
+
 WeightFn = Callable[..., torch.Tensor]
 MASKED_GREY = "#d9d9d9"  # heatmap cells the causal mask hides: not a colour of the weight scale
 
@@ -242,7 +245,7 @@ class AttentionExplorer:
         return self.widget._repr_mimebundle_(**kwargs)
 
     @classmethod
-    def from_gpt(cls, model, tokenizer, sentences: Sequence[str], tokenize: Callable[[str], list[str]] = list,
+    def from_gpt(cls, model, tokenizer: Tokenizer, sentences: Sequence[str], tokenize: Callable[[str], list[str]] = list,
                  **kwargs) -> AttentionExplorer:
         """An explorer over a ``minigpt.model.GPT``; ``tokenizer.encode`` takes the joined tokens."""
         kwargs.setdefault("title", "GPT attention")
@@ -260,23 +263,32 @@ class Sampler:
     """An interactive sampler: a prompt, temperature, top-k and top-p controls, the next-token
     distribution after filtering as a bar chart, and a "generate" button that streams a sample.
 
-    Public controls (ipywidgets): ``prompt``, ``temperature``, ``top_k`` (0 = off), ``top_p``,
-    ``max_new_tokens``, ``seed``, ``button``. Public results: ``probs`` (V,) the distribution the
-    next token is drawn from, ``text`` (the last sample, also shown in ``output``), ``error``
-    (why the prompt cannot be used, or "").
+    Public controls (ipywidgets): ``prompt``, ``temperature``, ``top_k`` (0 = off), ``top_p`` (1 = off),
+    ``max_new_tokens``, ``seed``, ``button``. Public results: ``settings()`` the
+    :class:`~minigpt.generate.SamplingSettings` the controls select, ``probs`` (V,) the distribution
+    the next token is drawn from, ``text`` (the last sample, also shown in ``output``), ``error``
+    (why the prompt cannot be used, or ""). The controls start from ``settings`` (default:
+    temperature 0.8, nothing else) with any settings given by name replacing its fields; a
+    penalty in them has no control: it applies to ``generate``, while ``probs`` and the chart show
+    the distribution without it.
     """
 
-    def __init__(self, model, tokenizer, prompt: str = "ROMEO:\n", temperature: float = 0.8, top_k: int = 0,
-                 top_p: float = 1.0, max_new_tokens: int = 200, seed: int = 1337, n_bars: int = 20):
+    def __init__(self, model, tokenizer: Tokenizer, prompt: str = "ROMEO:\n", *,
+                 settings: SamplingSettings | None = None, max_new_tokens: int = 200, seed: int = 1337,
+                 n_bars: int = 20, **options):
         import ipywidgets as W
 
         self.model, self.tokenizer, self.n_bars = model.eval(), tokenizer, n_bars
+        start = sampling_settings(SamplingSettings(temperature=0.8) if settings is None else settings, **options)
+        self._start = start
         V = tokenizer.vocab_size
         self.prompt = W.Textarea(value=prompt, description="prompt", layout=W.Layout(width="60%", height="4em"))
-        self.temperature = W.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.05, description="temperature",
-                                         readout_format=".2f")
-        self.top_k = W.IntSlider(value=top_k, min=0, max=V, description="top-k (0: off)")
-        self.top_p = W.FloatSlider(value=top_p, min=0.05, max=1.0, step=0.05, description="top-p", readout_format=".2f")
+        self.temperature = W.FloatSlider(value=start.temperature, min=0.0, max=2.0, step=0.05,
+                                         description="temperature", readout_format=".2f")
+        # a slider cannot say None: top-k 0 and top-p 1 are its "off"
+        self.top_k = W.IntSlider(value=start.top_k or 0, min=0, max=V, description="top-k (0: off)")
+        self.top_p = W.FloatSlider(value=1.0 if start.top_p is None else start.top_p, min=0.05, max=1.0, step=0.05,
+                                   description="top-p", readout_format=".2f")
         self.max_new_tokens = W.IntSlider(value=max_new_tokens, min=1, max=1000, description="new tokens")
         self.seed = W.IntText(value=seed, description="seed")
         self.button = W.Button(description="generate", button_style="primary", icon="play")
@@ -295,11 +307,10 @@ class Sampler:
         self._update()
 
     # --- state -------------------------------------------------------------------------------------
-    def settings(self) -> dict:
-        """The sampling settings the controls select, as keyword arguments of ``minigpt.generate``."""
-        return {"temperature": float(self.temperature.value),
-                "top_k": int(self.top_k.value) or None,
-                "top_p": float(self.top_p.value) if self.top_p.value < 1.0 else None}
+    def settings(self) -> SamplingSettings:
+        """The sampling settings the controls select (top-k 0 and top-p 1 are off: None)."""
+        return self._start.replace(temperature=float(self.temperature.value), top_k=int(self.top_k.value) or None,
+                                   top_p=float(self.top_p.value))
 
     def _ids(self) -> list[int] | None:
         if not self.prompt.value:
@@ -316,20 +327,16 @@ class Sampler:
     @property
     def probs(self) -> torch.Tensor | None:
         """(V,): the distribution the next token is drawn from with these settings; None for a bad prompt."""
-        from .generate import next_token_probs
-
         ids = self._ids()
         if ids is None:
             return None
         device = next(self.model.parameters()).device
         with torch.no_grad():
             logits, _ = self.model(torch.tensor([ids], device=device))
-        return next_token_probs(logits[:, -1, :], **self.settings())[0].float().cpu()
+        return next_token_probs(logits[:, -1, :], self.settings())[0].float().cpu()
 
     def generate(self) -> str:
         """Sample ``max_new_tokens`` tokens after the prompt, streaming them into ``output``; returns the text."""
-        from .generate import stream
-
         if self._ids() is None:
             self.info.value = f"<b>cannot generate:</b> {html.escape(self.error)}"
             return ""
@@ -337,7 +344,7 @@ class Sampler:
         self.text = ""
         self.output.value = ""
         for piece in stream(self.model, self.tokenizer, self.prompt.value, int(self.max_new_tokens.value),
-                            generator=g, **self.settings()):
+                            settings=self.settings(), generator=g):
             self.text += piece
             self.output.value = self.prompt.value + self.text  # the front end redraws as pieces arrive
         return self.text
@@ -361,8 +368,8 @@ class Sampler:
         ax.set_xticks(range(k), labels=labels)
         ax.set_ylim(0, 1)
         s = self.settings()
-        top_p = "off" if s["top_p"] is None else f"{s['top_p']:g}"
-        ax.set_title(f"next token after the prompt: T={s['temperature']:g}, top-k={s['top_k'] or 'off'}, "
+        top_p = "off" if s.top_p is None else f"{s.top_p:g}"
+        ax.set_title(f"next token after the prompt: T={s.temperature:g}, top-k={s.top_k or 'off'}, "
                      f"top-p={top_p} ({int((p > 0).sum())} tokens possible)")
         ax.set_xlabel(f"the {k} most likely next tokens")
         ax.set_ylabel("probability")
@@ -450,7 +457,7 @@ class GPTAttentionExplorer:
     character shaded by how much the selected token looks at it.
     """
 
-    def __init__(self, model, tokenizer, prompt: str = "ROMEO:\nBut soft, what light", figsize=(6.5, 5.5)):
+    def __init__(self, model, tokenizer: Tokenizer, prompt: str = "ROMEO:\nBut soft, what light", figsize=(6.5, 5.5)):
         import ipywidgets as W
 
         self.model, self.tokenizer, self.figsize = model.eval(), tokenizer, figsize

@@ -92,13 +92,28 @@ def test_a_line_the_model_cannot_read_is_refused_and_not_added(tiny):
         Chat(model, tok, "ROMEO:", "JULIET")
 
 
+def test_the_chat_samples_with_lesson_08s_settings_unless_told_otherwise(tiny):
+    from minigpt.chat import CHAT_SETTINGS
+    from minigpt.generate import SamplingSettings
+
+    model, tok = tiny
+    assert Chat(model, tok).settings == CHAT_SETTINGS == SamplingSettings(temperature=0.8, top_p=0.9)
+    assert Chat(model, tok, temperature=0.5).settings == SamplingSettings(temperature=0.5, top_p=0.9)
+    assert Chat(model, tok, top_p=None).settings == SamplingSettings(temperature=0.8)
+    assert Chat(model, tok, settings=SamplingSettings(top_k=3)).settings == SamplingSettings(top_k=3)
+    with pytest.raises(ValueError, match=r"top-p must be in \(0, 1\]"):
+        Chat(model, tok, top_p=0)
+    with pytest.raises(ValueError, match="max new tokens must be an integer >= 0"):
+        Chat(model, tok, max_new_tokens=-1)
+
+
 def test_the_chat_panel_sends_shows_and_refuses(tiny):
     model, tok = tiny
     panel = ChatPanel(model, tok, "ROMEO", "JULIET", max_new_tokens=40, seed=2)
     assert "empty" in panel.transcript.value
     panel.temperature.value = 0.0  # greedy: the panel passes its slider on
     answer = panel.send("Hello there.")
-    assert panel.chat.sampling["temperature"] == 0.0
+    assert panel.chat.settings.temperature == 0.0
     assert panel.error == "" and panel.text.value == ""
     assert "Hello there." in panel.transcript.value and "JULIET:" in panel.transcript.value
     assert panel.chat.turns[-1] == ("JULIET", answer)

@@ -11,6 +11,8 @@ import torch.nn.functional as F
 import minigpt.generate as gen
 from minigpt.cli import main
 from minigpt.generate import (
+    SamplingSettings,
+    StopStrings,
     apply_temperature,
     check_sampling_args,
     frequency_penalty,
@@ -413,3 +415,135 @@ def test_a_logits_processor_edits_every_draw_and_sees_the_tokens_so_far():
     assert lengths == list(range(3, 43)) and not (out == 0).any()
     plain = torch.cat(list(gen.generate_tokens(model, idx, 40, generator=torch.Generator().manual_seed(1))), dim=1)
     assert (plain == 0).any()  # without the ban token 0 does come up, so the ban did something
+
+
+# --------------------------------------------------------------------------- one sampling-settings type
+
+def test_the_settings_default_to_every_setting_off():
+    s = SamplingSettings()
+    assert (s.temperature, s.top_k, s.top_p, s.repetition, s.frequency) == (1.0, None, None, 1.0, 0.0)
+    assert not s.is_greedy and not s.has_penalty
+    assert SamplingSettings(temperature=0).is_greedy and SamplingSettings(frequency=0.1).has_penalty
+
+
+@pytest.mark.parametrize("off", [dict(temperature=1.0), dict(top_k=None), dict(top_p=None), dict(top_p=1.0),
+                                 dict(repetition=1.0), dict(frequency=0.0)])
+def test_each_off_value_is_the_default_and_draws_the_same(off):
+    assert SamplingSettings(**off) == SamplingSettings()  # top_p = 1 keeps every token: stored as None
+    model = tiny_gpt()
+    idx = torch.tensor([TOK.encode("to be")])
+    plain = generate(model, idx, 30, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(generate(model, idx, 30, generator=torch.Generator().manual_seed(3), **off), plain)
+    assert torch.equal(generate(model, idx, 30, settings=SamplingSettings(**off),
+                                generator=torch.Generator().manual_seed(3)), plain)
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("temperature", -0.1, "temperature must be a number >= 0"),
+    ("temperature", float("nan"), "temperature must be a number >= 0"),
+    ("temperature", float("inf"), "temperature must be a number >= 0"),
+    ("temperature", "hot", "temperature must be a number >= 0"),
+    ("top_k", 0, r"top-k must be a positive integer \(or None for no limit\), got 0"),
+    ("top_k", 2.5, "top-k must be a positive integer"),
+    ("top_k", True, "top-k must be a positive integer"),
+    ("top_p", 0.0, r"top-p must be in \(0, 1\] \(1 keeps every token\), got 0.0"),
+    ("top_p", 1.5, r"top-p must be in \(0, 1\]"),
+    ("repetition", 0.0, r"repetition penalty must be > 0 \(1 = none\)"),
+    ("repetition", float("inf"), "repetition penalty must be > 0"),
+    ("frequency", float("nan"), r"frequency penalty must be a finite number \(0 = none\)"),
+])
+def test_each_invalid_setting_is_one_clear_error(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        SamplingSettings(**{field: value})
+    with pytest.raises(ValueError, match=match):  # the same message wherever the setting is given
+        check_sampling_args(**{field: value})
+    with pytest.raises(ValueError, match=match):
+        SamplingSettings().replace(**{field: value})
+    with pytest.raises(ValueError, match=match):
+        generate_text(tiny_gpt(), TOK, "a", 3, **{field: value})
+
+
+def test_settings_by_name_replace_the_fields_of_settings():
+    model = tiny_gpt()
+    idx = torch.tensor([TOK.encode("the ")])
+    s = SamplingSettings(temperature=0.7, top_k=5, repetition=1.2)
+    a = generate(model, idx, 25, settings=s, generator=torch.Generator().manual_seed(1))
+    b = generate(model, idx, 25, temperature=0.7, top_k=5, repetition=1.2, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    c = generate(model, idx, 25, settings=s, top_k=None, generator=torch.Generator().manual_seed(1))
+    d = generate(model, idx, 25, temperature=0.7, repetition=1.2, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(c, d) and not torch.equal(a, c)
+    with pytest.raises(TypeError, match="unknown sampling setting topk; the settings are temperature, top_k"):
+        generate(model, idx, 3, topk=5)
+    with pytest.raises(TypeError, match="settings must be a SamplingSettings"):
+        generate(model, idx, 3, settings={"temperature": 0.5})
+
+
+def test_from_options_reads_command_line_args():
+    import argparse
+
+    args = argparse.Namespace(ckpt="runs/x", temperature=0.8, top_k=None, top_p=0.9, repetition=1.0, seed=1)
+    assert SamplingSettings.from_options(args) == SamplingSettings(temperature=0.8, top_p=0.9)
+    assert SamplingSettings.from_options(args, top_k=40) == SamplingSettings(temperature=0.8, top_k=40, top_p=0.9)
+    assert SamplingSettings.from_options({"temperature": 0}) == SamplingSettings(temperature=0)
+    assert SamplingSettings.from_options() == SamplingSettings()
+    with pytest.raises(ValueError, match="top-k must be a positive integer"):
+        SamplingSettings.from_options(argparse.Namespace(temperature=0.8, top_k=0))
+
+
+def test_generate_with_default_settings_draws_what_it_drew_before():
+    """Regression: the tokens the sampler drew before the settings type existed (same seed, same draws),
+    and the same as a plain softmax-and-multinomial loop over the model's logits."""
+    model = tiny_gpt(block_size=16)
+    idx = torch.tensor([TOK.encode("the cat "), TOK.encode("a dog.  ")])
+    out = generate(model, idx, 40, generator=torch.Generator().manual_seed(7))
+    assert out[:, 8:].tolist() == [
+        [11, 24, 3, 20, 9, 11, 15, 15, 15, 18, 18, 8, 16, 9, 15, 11, 12, 15, 13, 2, 18, 24, 1, 20, 9, 9, 9, 10, 12,
+         4, 9, 9, 24, 1, 1, 16, 28, 18, 9, 27],
+        [9, 9, 16, 9, 9, 3, 9, 18, 28, 24, 24, 1, 16, 27, 27, 9, 2, 12, 15, 15, 9, 9, 12, 9, 27, 9, 28, 28, 9, 16,
+         16, 24, 28, 11, 15, 9, 16, 16, 16, 27]]
+    g, tokens = torch.Generator().manual_seed(7), idx
+    with torch.no_grad():
+        for _ in range(40):
+            logits = model(tokens[:, -16:])[0][:, -1].float()
+            tokens = torch.cat([tokens, torch.multinomial(F.softmax(logits - logits.amax(-1, keepdim=True), -1), 1,
+                                                          generator=g)], 1)
+    assert torch.equal(out, tokens)
+
+
+# --------------------------------------------------------------------------- stop strings, once
+
+def test_stop_strings_cut_at_the_earliest_and_hold_back_what_may_start_one():
+    stops = StopStrings(["\n\n", "END"])
+    assert stops.cut("a\nb\n\nc END") == ("a\nb", True)
+    assert stops.cut("xEND\n\n") == ("x", True)
+    assert stops.cut("no stop\n") == ("no stop\n", False)
+    assert stops.safe("abc\n") == 3 and stops.safe("abcE") == 3 and stops.safe("abcEN") == 3
+    assert stops.safe("abc") == 3 and StopStrings().safe("abc\n") == 4 and not StopStrings(None)
+    for bad in ("", [""], ["a", 3]):
+        with pytest.raises(ValueError, match="stop strings must be non-empty strings"):
+            StopStrings(bad)
+
+
+@pytest.mark.parametrize("settings", [dict(temperature=0), dict(temperature=0.9, top_k=6),
+                                      dict(top_p=0.8, repetition=1.3)])
+@pytest.mark.parametrize("stop", [None, "e", ["xq", "a."], "\n"])
+def test_stream_equals_generate_text_and_generate_cut_at_the_stop(settings, stop):
+    model = tiny_gpt(block_size=16)
+    g = lambda: torch.Generator().manual_seed(11)  # noqa: E731
+    pieces = list(stream(model, TOK, "the ", 40, stop=stop, generator=g(), **settings))
+    text = generate_text(model, TOK, "the ", 40, stop=stop, generator=g(), **settings)
+    full = TOK.decode(generate(model, torch.tensor([TOK.encode("the ")]), 40, generator=g(), **settings)[0, 4:])
+    assert "".join(pieces) == text == StopStrings(stop).cut(full)[0]
+    assert all(pieces)  # no empty pieces
+
+
+def test_sample_texts_cuts_at_stop_strings_as_stream_does():
+    from minigpt.constrain import sample_texts
+
+    model = tiny_gpt(block_size=16)
+    for stop in ("e", ["xq", "a."]):
+        one = sample_texts(model, TOK, "the ", 1, 40, temperature=0.9, top_k=6, stop=stop,
+                           generator=torch.Generator().manual_seed(2))[0]
+        assert one == generate_text(model, TOK, "the ", 40, stop=stop, temperature=0.9, top_k=6,
+                                    generator=torch.Generator().manual_seed(2))

@@ -9,7 +9,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from minigpt.generate import generate_text  # noqa: E402
+from minigpt.generate import SamplingSettings, generate_text  # noqa: E402
 from minigpt.model import GPT, GPTConfig  # noqa: E402
 from minigpt.tokenizer import CharTokenizer  # noqa: E402
 from minigpt.viz import Sampler, show_token  # noqa: E402
@@ -49,7 +49,7 @@ def test_temperature_zero_leaves_one_token_and_top_k_leaves_k(sampler):
     kept = sampler.probs > 0
     assert int(kept.sum()) == 4
     assert set(kept.nonzero().flatten().tolist()) == set(torch.topk(model_probs(sampler), 4).indices.tolist())
-    assert sampler.settings() == {"temperature": 1.0, "top_k": 4, "top_p": None}
+    assert sampler.settings() == SamplingSettings(temperature=1.0, top_k=4)
 
 
 def test_top_p_keeps_the_smallest_set_reaching_p(sampler):
@@ -107,3 +107,13 @@ def test_the_bar_chart_is_labelled_with_the_tokens(sampler):
     assert ax.get_ylabel() == "probability" and "top-k=3" in ax.get_title()
     plt.close(fig)
     assert show_token("\n") == "⏎" and show_token(" ") == "␣"
+
+
+def test_the_controls_start_from_settings_and_give_them_back(sampler):
+    s = Sampler(sampler.model, TOK, prompt="romeo:\n", settings=SamplingSettings(temperature=0.5, top_k=3,
+                                                                                  repetition=1.2))
+    assert (s.temperature.value, s.top_k.value, s.top_p.value) == (0.5, 3, 1.0)  # top-p 1: the slider's "off"
+    assert s.settings() == SamplingSettings(temperature=0.5, top_k=3, repetition=1.2)  # no control: kept
+    s.top_k.value, s.top_p.value = 0, 0.9
+    assert s.settings() == SamplingSettings(temperature=0.5, top_p=0.9, repetition=1.2)
+    assert Sampler(sampler.model, TOK).settings() == SamplingSettings(temperature=0.8)
