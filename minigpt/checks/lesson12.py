@@ -154,10 +154,12 @@ def format_allowed(fn):
     c = Check("format_allowed")
     g = fresh_generator()
     pieces = list("\n !.:?0123456789") + list("ABCKXYZaeimnosyz") + ["ye", "s.", "ab", "12"]
-    for _ in range(6):
-        pattern = FORMATS[_randint(g, 0, len(FORMATS))]
+    for case in range(8):
+        pattern = FORMATS[_randint(g, 0, len(FORMATS))] if case >= 2 else FORMATS[2 + case]
         full = _example(pattern, g)
-        prefix = full[:_randint(g, 0, len(full))]
+        # the first two prefixes are full matches with nothing more to come: a test that allows text
+        # running past a match (regex.match, search) allows every piece there
+        prefix = full if case < 2 else full[:_randint(g, 0, len(full))]
         got = c.call(fn, prefix, list(pieces), pattern)
         got = [bool(x) for x in (got.tolist() if hasattr(got, "tolist") else list(got))]
         c.that(len(got) == len(pieces), f"return one True/False per piece ({len(pieces)}), got {len(got)}")
@@ -171,6 +173,9 @@ def format_allowed(fn):
                 "complete": ([regex.fullmatch(pattern, prefix + p) is not None for p in pieces],
                              "you allow only texts that already match in full; a text that can still grow into a "
                              "match must be allowed too (partial matching)"),
+                "runs past": ([regex.match(pattern, prefix + p, partial=True) is not None for p in pieces],
+                              f"you allow {pieces[i]!r} after a text that already matches in full: the whole "
+                              "text must be (the beginning of) one match, with nothing after it"),
                 "alone": ([regex.fullmatch(pattern, p, partial=True) is not None for p in pieces],
                           "your answer ignores the prefix: test prefix + piece"),
             }
@@ -192,9 +197,14 @@ def copied_share(fn):
     for _ in range(4):
         n = _randint(g, 2, 5)
         reference = [vocab[i] for i in torch.randint(0, len(vocab), (40,), generator=g).tolist()]
+        reference = ["to" if w == "or" else w for w in reference]
+        reference[20] = "for"
+        # "or" + the words after "for": inside the joined reference text ("for not" holds "or not"), yet
+        # not an n-gram of its words ("or" is not one of them), so a substring test counts it as copied
+        trap = ["or"] + reference[21:20 + n]
         copy = reference[5:5 + n + 2]
         rand = [vocab[i] for i in torch.randint(0, len(vocab), (12,), generator=g).tolist()]
-        generated = copy + rand + copy + ["thee"] + copy  # the copied phrase occurs three times
+        generated = copy + rand + copy + ["thee"] + copy + ["thee"] + trap  # the copied phrase occurs three times
         got = c.call(fn, list(generated), list(reference), n)
         grams = [tuple(generated[i:i + n]) for i in range(len(generated) - n + 1)]
         have = {tuple(reference[i:i + n]) for i in range(len(reference) - n + 1)}
@@ -208,6 +218,10 @@ def copied_share(fn):
             if math.isclose(got, sum(gr in have for gr in distinct) / len(distinct), abs_tol=1e-9):
                 c.fail(f"with n = {n} you count each distinct n-gram once; count every occurrence: a phrase "
                        "copied three times is three copied n-grams")
+            joined = " " + " ".join(reference) + " "
+            if math.isclose(got, sum(" ".join(gr) in joined for gr in grams) / len(grams), abs_tol=1e-9):
+                c.fail(f"with n = {n} you test text inside the joined reference; compare whole words: "
+                       "'or not' is inside 'for not' but is not one of its word n-grams")
             short = grams[:-1]
             if math.isclose(got, sum(gr in have for gr in short) / len(short), abs_tol=1e-9):
                 c.fail(f"with n = {n} you miss the last n-gram: {len(generated)} words have "
