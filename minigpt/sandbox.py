@@ -189,6 +189,7 @@ def main(argv: list[str]) -> None:
         join_pids_cgroup(args.cgroup, args.processes)
     if args.namespaces:
         lock_down(args.writable)
+        os.chdir(os.getcwd())  # the working folder again, now through its new (writable) mount
         # a nested user namespace locks the read-only mounts: root inside it cannot remount them
         command = ["unshare", "--user", "--map-root-user", "--mount", "--", *command]
     set_limits(args)

@@ -67,7 +67,7 @@ def stdout(cell):
 def test_writes_outside_the_copy_are_refused_and_home_is_the_copy(tmp_path, instructor):
     mine, home = instructor
     before = (tree_digest(mine), tree_digest(home))
-    targets = [mine / "grades.csv", mine / "new.txt", "~/.bashrc", "~/new.txt"]
+    targets = [mine / "grades.csv", mine / "new.txt", "~/.bashrc", "~/new.txt", "here.txt"]
     code = ("import os\nfor t in %r:\n    t = os.path.expanduser(t)\n"
             "    try:\n        open(t, 'a').write('pwned')\n        print('wrote', t)\n"
             "    except OSError as e:\n        print('refused', t, e.strerror)\n") % [str(t) for t in targets]
@@ -75,6 +75,7 @@ def test_writes_outside_the_copy_are_refused_and_home_is_the_copy(tmp_path, inst
     assert stopped is None
     out = stdout(nb.cells[0])
     assert f"wrote {work}/.bashrc" in out and f"wrote {work}/new.txt" in out  # ~ is the throw-away copy
+    assert "wrote here.txt" in out and (work / "here.txt").read_text() == "pwned"  # and so is the working folder
     assert (tree_digest(home)) == before[1]  # the instructor's HOME is untouched either way
     assert stdout(nb.cells[1]).split() == [str(work), str(work / "tmp")]
     if CONTAINED:
@@ -165,3 +166,10 @@ def test_the_start_line_says_code_will_run_and_points_at_the_container_recipe():
     line = sandbox.describe()
     assert line.startswith("note: the notebooks' code will run on this machine")
     assert "container" in line and "INSTRUCTORS.md" in line and "\n" not in line
+
+
+def test_an_endless_cell_is_interrupted_and_the_next_one_runs(tmp_path):
+    # the time-out interrupts the kernel's process group (unshare and the kernel): only the cell stops
+    nb, ran, stopped, _ = run_cells(tmp_path, ["while True:\n    pass", "print('alive')"], timeout=2)
+    assert ran[0]["ename"] == progress.TIMEOUT_ENAME
+    assert stopped is None and stdout(nb.cells[1]).strip() == "alive"
