@@ -5,7 +5,9 @@
     python -m minigpt progress submissions/ --csv class.csv --markdown class.md
 
 Each notebook is executed as a copy, in a fresh kernel, in FAST mode, with a per-cell time limit;
-the learner's file is only read. Every exercise (a check cell, ``check.NAME(...)``) is then
+the learner's file is only read. The kernel runs in a sandbox (:mod:`minigpt.sandbox`): resource
+limits, HOME and TMPDIR in the copy and, where Linux allows it, no network and a read-only filesystem
+outside the copy. Every exercise (a check cell, ``check.NAME(...)``) is then
 
 - ``passed``: its check printed ``✓ NAME: all N checks passed``;
 - ``failed``: its check raised ``CheckFailed`` (the hint is shown);
