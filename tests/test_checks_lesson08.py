@@ -211,6 +211,7 @@ def test_best_temperature_accepts_reference(attempt, capsys):
     (lambda logits, targets, temperatures: max(temperatures, key=lambda t: F.cross_entropy(logits / t, targets).item()),
      "highest"),
     (lambda logits, targets, temperatures: temperatures[0], "another temperature|highest"),
+    (lambda logits, targets, temperatures: temperatures[-1], "another temperature|highest"),  # the last one
     # accuracy does not depend on the temperature: the first of the ties is returned
     (lambda logits, targets, temperatures: max(temperatures, key=lambda t: ((logits / t).argmax(-1) == targets).float().mean().item()),
      "another temperature|highest"),

@@ -181,7 +181,7 @@ def test_copied_share_accepts_reference(attempt, capsys):
 
 
 # a wrong number may happen to equal what a specific mistake gives; any of the hints is then fair
-ANY_SHARE_HINT = "copied share|every occurrence|last n-gram"
+ANY_SHARE_HINT = "copied share|every occurrence|last n-gram|whole words"
 
 
 def share_distinct(generated, reference, n):
