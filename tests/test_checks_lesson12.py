@@ -209,6 +209,7 @@ def share_joined_text(generated, reference, n):  # "or not" is found inside "for
     (lambda generated, reference, n: share_ref(generated, reference, n - 1), ANY_SHARE_HINT),  # n - 1
     (lambda generated, reference, n: sum(w in reference for w in generated) / len(generated), ANY_SHARE_HINT),  # words
     (share_joined_text, "compare whole words"),
+    (lambda generated, reference, n: share_ref(generated, reference, 2), ANY_SHARE_HINT),  # ignores `n`
 ])
 @pytest.mark.parametrize("attempt", REPEATS)
 def test_copied_share_rejects_mistakes(wrong, hint, attempt):

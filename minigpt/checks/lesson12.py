@@ -195,8 +195,9 @@ def copied_share(fn):
     c = Check("copied_share")
     g = fresh_generator()
     vocab = ["to", "be", "or", "not", "my", "lord", "the", "king"]
-    for _ in range(4):
-        n = _randint(g, 2, 5)
+    ns = [2, 3, 4, _randint(g, 2, 5)]  # every n: an answer that ignores it cannot pass
+    ns = [ns[i] for i in torch.randperm(4, generator=g).tolist()]
+    for n in ns:
         reference = [vocab[i] for i in torch.randint(0, len(vocab), (40,), generator=g).tolist()]
         reference = ["to" if w == "or" else w for w in reference]
         reference[20] = "for"
