@@ -156,6 +156,7 @@ def test_format_allowed_accepts_reference(attempt, capsys):
      "already matches in full|should be"),  # partial matching that lets text run past a full match
     (lambda prefix, pieces, pattern: [regex.search(pattern, prefix + p, partial=True) is not None for p in pieces],
      "already matches in full|should be|whole text"),
+    (lambda prefix, pieces, pattern: allowed_ref(prefix, pieces, r"[0-9]{2}:[0-9]{2}"), "should be|whole text|partial|ignores"),  # ignores `pattern`
 ])
 @pytest.mark.parametrize("attempt", REPEATS)
 def test_format_allowed_rejects_mistakes(wrong, hint, attempt):

@@ -155,12 +155,14 @@ def format_allowed(fn):
     c = Check("format_allowed")
     g = fresh_generator()
     pieces = list("\n !.:?0123456789") + list("ABCKXYZaeimnosyz") + ["ye", "s.", "ab", "12"]
-    for case in range(8):
-        pattern = FORMATS[_randint(g, 0, len(FORMATS))] if case >= 2 else FORMATS[2 + case]
+    # every format with a part of a match (an answer that ignores `pattern` fails one), then two at random
+    order = [2, 3] + torch.randperm(len(FORMATS), generator=g).tolist() + [_randint(g, 0, len(FORMATS)) for _ in range(2)]
+    for case, k in enumerate(order):
+        pattern = FORMATS[k]
         full = _example(pattern, g)
         # the first two prefixes are full matches with nothing more to come: a test that allows text
         # running past a match (regex.match, search) allows every piece there
-        prefix = full if case < 2 else full[:_randint(g, 0, len(full))]
+        prefix = full if case < 2 else full[:_randint(g, 1 if case < 6 else 0, len(full))]
         got = c.call(fn, prefix, list(pieces), pattern)
         got = [bool(x) for x in (got.tolist() if hasattr(got, "tolist") else list(got))]
         c.that(len(got) == len(pieces), f"return one True/False per piece ({len(pieces)}), got {len(got)}")
