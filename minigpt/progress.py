@@ -274,6 +274,11 @@ def kernel_env(runs: Path, home: Path | None = None) -> dict[str, str]:
 
         if not env.get("MINIGPT_DATA_DIR") and cache_dir().is_dir():
             env["MINIGPT_DATA_DIR"] = str(cache_dir())  # the learner's HOME moves; the data stays where it is
+        hf_cache = Path(os.path.expanduser("~")) / ".cache" / "huggingface"
+        if not env.get("HF_HOME") and hf_cache.is_dir():
+            env["HF_HOME"] = str(hf_cache)  # models already downloaded are read from there
+        if sandbox.namespaces_available():
+            env["HF_HUB_OFFLINE"] = "1"  # no network in the sandbox: do not wait for the Hub
         tmp = Path(home) / "tmp"
         tmp.mkdir(exist_ok=True)
         env.update(HOME=str(home), TMPDIR=str(tmp), TMP=str(tmp), TEMP=str(tmp))
