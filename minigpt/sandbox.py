@@ -29,6 +29,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,12 +58,22 @@ def namespaces_available() -> bool:
     """Whether this machine lets us put a kernel in its own user, mount, network and process namespaces."""
     if sys.platform != "linux" or shutil.which("unshare") is None:
         return False
-    try:
-        probe = subprocess.run([*_unshare_args(os.geteuid() == 0), "--", sys.executable, "-c", "pass"],
-                               capture_output=True, timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return probe.returncode == 0
+    # the real thing, on a scratch folder: the launcher locks the filesystem, and the probe checks that
+    # / is read-only, the scratch folder writable and the network gone
+    probe_code = ("import os, socket, sys\n"
+                  "assert os.statvfs('/').f_flag & os.ST_RDONLY\n"
+                  "open(os.path.join(sys.argv[1], 'probe'), 'w').write('ok')\n"
+                  "try:\n    socket.create_connection(('127.0.0.1', 9), timeout=1)\n"
+                  "except ConnectionRefusedError:\n    sys.exit(1)\n"
+                  "except OSError:\n    pass\n")
+    with tempfile.TemporaryDirectory(prefix="minigpt-sandbox-probe-") as scratch:
+        command = [*_unshare_args(os.geteuid() == 0), "--", sys.executable, str(Path(__file__).resolve()),
+                   "--writable", scratch, "--namespaces", "--", sys.executable, "-c", probe_code, scratch]
+        try:
+            probe = subprocess.run(command, capture_output=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return False
+        return probe.returncode == 0 and os.path.exists(os.path.join(scratch, "probe"))
 
 
 def describe() -> str:
@@ -155,6 +166,8 @@ def lock_down(writable: list[str]) -> None:
             _mount(libc, None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | flags)
         except OSError:  # a mount hidden under another, or one we may not touch: its parent is read-only
             pass
+    if not os.statvfs("/").f_flag & os.ST_RDONLY:  # fail closed: never run a kernel that is not locked
+        raise SystemExit("sandbox: could not make the filesystem read-only")
 
 
 def set_limits(args) -> None:

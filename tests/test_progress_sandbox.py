@@ -173,3 +173,13 @@ def test_an_endless_cell_is_interrupted_and_the_next_one_runs(tmp_path):
     nb, ran, stopped, _ = run_cells(tmp_path, ["while True:\n    pass", "print('alive')"], timeout=2)
     assert ran[0]["ename"] == progress.TIMEOUT_ENAME
     assert stopped is None and stdout(nb.cells[1]).strip() == "alive"
+
+
+def test_without_namespaces_the_limits_and_home_still_apply_and_the_line_says_what_is_open(tmp_path, monkeypatch):
+    # what a Mac, WSL1 or a Linux without user namespaces gets: the same run, limits only
+    monkeypatch.setattr(sandbox, "namespaces_available", lambda: False)
+    assert "cannot take away the network, protect your files or limit processes" in sandbox.describe()
+    nb, ran, stopped, work = run_cells(tmp_path, ["blocks = []\nwhile True:\n    blocks.append(bytearray(50_000_000))",
+                                                  "del blocks\nimport os\nprint(os.environ['HOME'])"])
+    assert ran[0]["ename"] == "MemoryError"
+    assert stopped is None and stdout(nb.cells[1]).strip() == str(work)
