@@ -49,6 +49,17 @@ def test_a_second_call_waits_for_the_first_and_loads_its_checkpoint(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_two_calls_started_together_train_once(tmp_path):
+    # neither sees the other's lock at first: the one that loses the race for the folder waits and loads
+    calls = [start(tmp_path, 60, tmp_path / f"{i}.pt") for i in range(2)]
+    said = [p.communicate(timeout=120)[0] for p in calls]
+    assert [p.returncode for p in calls] == [0, 0], said
+    assert sum("training tiny, 50 steps" in s and "being trained" not in s for s in said) <= 1, said
+    assert any("loaded " in s and "step 50" in s for s in said), said
+    a, b = torch.load(tmp_path / "0.pt"), torch.load(tmp_path / "1.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_waiting_gives_up_after_the_time_out_with_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("MINIGPT_RUNS_DIR", str(tmp_path))
     folder = tmp_path / "tiny"
