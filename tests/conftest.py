@@ -65,12 +65,13 @@ def _with_draws(fn, nodeid, seed, draws):
 
 
 def pytest_configure(config):
-    config._minigpt_check_seed = config.getoption("--check-seed") or str(random.SystemRandom().randrange(10**9))
+    seed = config.getoption("--check-seed", default=os.environ.get("MINIGPT_CHECK_SEED"))
+    config._minigpt_check_seed = seed or str(random.SystemRandom().randrange(10**9))
 
 
 def pytest_collection_modifyitems(session, config, items):
-    draws = max(1, config.getoption("--check-draws"))
-    seed = config._minigpt_check_seed
+    draws = max(1, int(config.getoption("--check-draws", default=os.environ.get("MINIGPT_CHECK_DRAWS", "1"))))
+    seed = getattr(config, "_minigpt_check_seed", None) or os.environ.get("MINIGPT_CHECK_SEED", "0")
     checks = [i for i in items if os.path.basename(str(i.fspath)).startswith("test_checks_")]
     if draws > 1:  # the repeats of a test become its draws
         repeats = [i for i in checks if getattr(i, "callspec", None) and i.callspec.params.get("attempt", 0) != 0]
