@@ -14,13 +14,14 @@ CPU_INDEX := https://download.pytorch.org/whl/cpu
 TEST_WORKERS ?= 2
 TEST_THREADS ?= 1
 
-.PHONY: setup lab test test-fast test-browser lint exercises data gpu-check bench clean help
+.PHONY: setup lab test test-fast test-checks-stress test-browser lint exercises data gpu-check bench clean help
 
 help:
 	@echo "make lab        set up and open JupyterLab on notebooks/"
 	@echo "make test       set up and run the whole suite (package, notebooks, exercises, lint)"
 	@echo "make test-browser  the lessons' widgets in JupyterLab in headless Chromium (needs a Chromium)"
 	@echo "make exercises  regenerate exercises/ from solutions/"
+	@echo "make test-checks-stress  every exercise check's tests on 50 fresh draws (minutes)"
 	@echo "make gpu-check  on a CUDA machine: model tests on the GPU and a short GPU training run"
 
 setup: $(VENV)/.installed
@@ -63,6 +64,11 @@ test: setup
 # Package tests only (no notebooks): quick feedback while editing minigpt/.
 test-fast: setup
 	$(BIN)/python -m pytest tests -p no:nbval -o addopts=""
+
+# Every exercise check's tests on 50 fresh draws each (the repeats of a test become its draws), seeded
+# by the run: a failure prints the seed that replays it. Not part of `make test` (it takes minutes).
+test-checks-stress: setup
+	$(BIN)/python -m pytest tests/test_checks_*.py -p no:nbval -o addopts="" -q --check-draws=50
 
 # Lessons 05, 08 (and 09) in a real JupyterLab in headless Chromium: Run All, no errors, every widget
 # shown, a slider moved from the keyboard redraws its figure; screenshots. Not part of `make test`

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from pathlib import Path
 
-from .checkpoint import POINTER, Checkpoint, load_checkpoint, read_meta
+from .checkpoint import LOCK, POINTER, Checkpoint, RunLockedError, load_checkpoint, read_meta
 from .train import TrainConfig, get_preset, train
-from .utils import describe_differences, fast_mode, get_device, runs_dir
+from .utils import describe_differences, fast_mode, get_device, pid_alive, runs_dir
 
 __all__ = ["course_config", "default_preset", "inspect_run", "shakespeare_gpt", "TRAINING_TIME"]
 
@@ -85,33 +86,82 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
+WAIT_SECONDS = 1800.0  # how long shakespeare_gpt waits for another process training the same run
+
+
+def _lock_holder(out: Path) -> int | None:
+    """The PID of another live process training into ``out``, or None."""
+    try:
+        pid = int((out / LOCK).read_text(encoding="utf-8").split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if pid != os.getpid() and pid_alive(pid) else None
+
+
+def wait_for_run(out: Path, wait: float = WAIT_SECONDS, poll: float = 0.5) -> bool:
+    """Wait while another process (another notebook) trains into ``out``; True when there was one.
+
+    Prints a line when it starts waiting and one every 30 s; raises ``TimeoutError`` after ``wait`` s."""
+    pid = _lock_holder(out)
+    if pid is None:
+        return False
+    print(f"{_shown(out)} is being trained by another process (PID {pid}; another notebook?): "
+          f"waiting for it to finish, then loading its checkpoint", flush=True)
+    t0 = time.monotonic()
+    said = 0
+    while pid is not None:
+        waited = time.monotonic() - t0
+        if waited > wait:
+            raise TimeoutError(f"{_shown(out)} was still being trained by PID {pid} after {waited:.0f} s of "
+                               "waiting; run this cell again when that run has finished, or stop it")
+        if waited >= said + 30:
+            said += 30
+            print(f"still waiting for PID {pid} ({said} s)", flush=True)
+        time.sleep(poll)
+        pid = _lock_holder(out)
+    return True
+
+
 def shakespeare_gpt(preset: str | None = None, *, fast: bool | None = None, device=None,
-                    retrain: bool = False, progress: bool = True) -> Checkpoint:
+                    retrain: bool = False, progress: bool = True, wait: float = WAIT_SECONDS) -> Checkpoint:
     """The trained Tiny Shakespeare GPT of ``preset`` (default: lesson 07's recipe for this device).
 
     Loads the run's checkpoint when it is complete and made with this config; resumes an
     interrupted run; trains from scratch when there is none (or when ``retrain``). Prints one
-    line saying which. Returns a :class:`minigpt.checkpoint.Checkpoint` (``.model``,
-    ``.tokenizer``, ``.step``, ``.history``) with the model in eval mode on ``device``.
+    line saying which. When another process is training the same run (two notebooks opened
+    together), waits up to ``wait`` seconds for it and loads its checkpoint. Returns a
+    :class:`minigpt.checkpoint.Checkpoint` (``.model``, ``.tokenizer``, ``.step``, ``.history``)
+    with the model in eval mode on ``device``.
     """
     device = get_device(device)
     cfg = course_config(preset, fast, device)
     name = preset or default_preset(device)
     out = Path(cfg.out_dir)
-    state, detail = inspect_run(cfg)
     fast = fast_mode() if fast is None else fast
-    if state == "unusable" and not (retrain or fast):
-        raise ValueError(f"{_shown(out)} holds a checkpoint that cannot be used ({detail}); move it away, "
-                         "or call shakespeare_gpt(retrain=True) to train a new one in its place")
-    if retrain or state in ("none", "unusable"):
-        why = {"none": "no checkpoint", "unusable": f"unusable checkpoint ({detail})"}.get(state, "retrain=True")
-        took = "a few seconds (FAST mode)" if fast else TRAINING_TIME.get(name, "")
-        print(f"{why} in {_shown(out)}: training {name}, {cfg.max_iters:,} steps"
-              + (f", {took}" if took else ""), flush=True)
-        train(cfg, device=device, progress=progress, overwrite=True)  # asked for, or nothing usable there
-    elif state == "partial":
-        print(f"{_shown(out)} holds an interrupted run ({detail} of {cfg.max_iters:,}): resuming it", flush=True)
-        train(cfg, device=device, progress=progress, resume=True)
+    waited = False
+    for attempt in range(3):
+        waited = wait_for_run(out, wait) or waited
+        state, detail = inspect_run(cfg)
+        if waited and state == "done":
+            retrain = False  # the other process has just trained it: that run is the one asked for
+        if state == "unusable" and not (retrain or fast):
+            raise ValueError(f"{_shown(out)} holds a checkpoint that cannot be used ({detail}); move it away, "
+                             "or call shakespeare_gpt(retrain=True) to train a new one in its place")
+        try:
+            if retrain or state in ("none", "unusable"):
+                why = {"none": "no checkpoint", "unusable": f"unusable checkpoint ({detail})"}.get(state, "retrain=True")
+                took = "a few seconds (FAST mode)" if fast else TRAINING_TIME.get(name, "")
+                print(f"{why} in {_shown(out)}: training {name}, {cfg.max_iters:,} steps"
+                      + (f", {took}" if took else ""), flush=True)
+                train(cfg, device=device, progress=progress, overwrite=True)  # asked for, or nothing usable there
+            elif state == "partial":
+                print(f"{_shown(out)} holds an interrupted run ({detail} of {cfg.max_iters:,}): resuming it", flush=True)
+                train(cfg, device=device, progress=progress, resume=True)
+        except RunLockedError:
+            if attempt == 2:
+                raise
+            continue  # another process took the folder first: wait for it, then load its run
+        break
     ck = load_checkpoint(out, device=device, load_state=False)
     vals = [h["val_loss"] for h in ck.history if h.get("val_loss") is not None]
     if state == "done" and not retrain:

@@ -5,7 +5,9 @@
     python -m minigpt progress submissions/ --csv class.csv --markdown class.md
 
 Each notebook is executed as a copy, in a fresh kernel, in FAST mode, with a per-cell time limit;
-the learner's file is only read. Every exercise (a check cell, ``check.NAME(...)``) is then
+the learner's file is only read. The kernel runs in a sandbox (:mod:`minigpt.sandbox`): resource
+limits, HOME and TMPDIR in the copy and, where Linux allows it, no network and a read-only filesystem
+outside the copy. Every exercise (a check cell, ``check.NAME(...)``) is then
 
 - ``passed``: its check printed ``✓ NAME: all N checks passed``;
 - ``failed``: its check raised ``CheckFailed`` (the hint is shown);
@@ -34,8 +36,10 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import sandbox
 from .checks._core import parse_failure, parse_passes
 from .exercises import PLACEHOLDER_RAISE, ROOT
+from .sandbox import Limits
 
 PASSED, FAILED, NOT_ATTEMPTED, ERROR, MISSING = "passed", "failed", "not attempted", "error", "missing"
 SYMBOL = {PASSED: "✓", FAILED: "✗", NOT_ATTEMPTED: "·", ERROR: "!", MISSING: "–"}
@@ -228,31 +232,66 @@ def classify(nb, lesson: Lesson, ran: dict[int, dict], stopped: tuple[int, str] 
 
 # --------------------------------------------------------------------------- running a notebook
 
-def _kernel_manager():
-    """A kernel of this Python (the one that has minigpt), whatever kernels Jupyter has registered."""
+def _kernel_manager(sandbox_dirs: list[Path] | None = None, limits: Limits | None = None):
+    """A kernel of this Python (the one that has minigpt), whatever kernels Jupyter has registered.
+
+    With ``sandbox_dirs`` (the folders it may write: the first also holds its connection files), the
+    kernel starts in the sandbox of :mod:`minigpt.sandbox` with ``limits``.
+    """
+    import ipykernel.kernelspec as ks
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
 
+    spec = ks.get_kernel_dict()
+    if sandbox_dirs is not None:
+        spec["argv"] = sandbox.wrap(spec["argv"], sandbox_dirs, limits or Limits())
+
     class ThisPython(KernelSpecManager):
         def get_kernel_spec(self, kernel_name):
-            import ipykernel.kernelspec as ks
+            return self.kernel_spec_class(resource_dir=ks.RESOURCES, **spec)
 
-            return self.kernel_spec_class(resource_dir=ks.RESOURCES, **ks.get_kernel_dict())
+    km = AsyncKernelManager(kernel_name="python3", kernel_spec_manager=ThisPython())
+    km.sandbox_argv = spec["argv"]  # for sandbox.release once the kernel is gone
+    if sandbox_dirs is None:
+        return km
+    kernel_dir = Path(sandbox_dirs[0])
+    km.connection_file = str(kernel_dir / "kernel.json")
+    if sandbox.namespaces_available():  # no network inside: talk over Unix sockets in a folder it may write
+        km.transport, km.ip = "ipc", str(kernel_dir / "kernel")
+    return km
 
-    return AsyncKernelManager(kernel_name="python3", kernel_spec_manager=ThisPython())
 
-
-def kernel_env(runs: Path) -> dict[str, str]:
-    """The kernel's environment: FAST mode, and training runs in a scratch folder (never the learner's)."""
+def kernel_env(runs: Path, home: Path | None = None) -> dict[str, str]:
+    """The kernel's environment: FAST mode, training runs in a scratch folder (never the learner's), and
+    with ``home``, ``HOME`` and ``TMPDIR`` in the throw-away copy (the data is still read from your cache)."""
     env = dict(os.environ)
     env.update(MINIGPT_FAST="1", MINIGPT_RUNS_DIR=str(runs), MPLBACKEND="Agg", TQDM_DISABLE="1")
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle threads sleep: kernels share the CPU with us
+    if home is not None:
+        from .data import cache_dir
+
+        if not env.get("MINIGPT_DATA_DIR") and cache_dir().is_dir():
+            env["MINIGPT_DATA_DIR"] = str(cache_dir())  # the learner's HOME moves; the data stays where it is
+        hf_cache = Path(os.path.expanduser("~")) / ".cache" / "huggingface"
+        if not env.get("HF_HOME") and hf_cache.is_dir():
+            env["HF_HOME"] = str(hf_cache)  # models already downloaded are read from there
+        if sandbox.namespaces_available():
+            env["HF_HUB_OFFLINE"] = "1"  # no network in the sandbox: do not wait for the Hub
+        tmp = Path(home) / "tmp"
+        tmp.mkdir(exist_ok=True)
+        env.update(HOME=str(home), TMPDIR=str(tmp), TMP=str(tmp), TEMP=str(tmp))
+        for name in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "MPLCONFIGDIR", "IPYTHONDIR"):
+            env.pop(name, None)  # each would point outside the copy; under HOME they land in it
     return env
 
 
-def execute(nb, workdir: Path, env: dict[str, str], timeout: float = 60.0,
-            startup_timeout: float = 120.0) -> tuple[dict[int, dict], tuple[int, str] | None, list[str]]:
+def execute(nb, workdir: Path, env: dict[str, str], timeout: float = 60.0, startup_timeout: float = 120.0,
+            sandbox_dirs: list[Path] | None = None, limits: Limits | None = None,
+            ) -> tuple[dict[int, dict], tuple[int, str] | None, list[str]]:
     """Run every code cell of ``nb`` (changed in place: outputs) in a fresh kernel in ``workdir``.
+
+    With ``sandbox_dirs``, the kernel runs in the sandbox (:mod:`minigpt.sandbox`): only those folders
+    are writable, no network, ``limits`` on memory, CPU time, file size and processes.
 
     Errors do not stop the run; a cell past ``timeout`` seconds is interrupted and the run goes on;
     when two cells in a row time out (the kernel does not respond) or the kernel dies, the run stops.
@@ -270,8 +309,9 @@ def execute(nb, workdir: Path, env: dict[str, str], timeout: float = 60.0,
         ran[cell_index] = {"status": content.get("status", "ok"), "ename": content.get("ename"),
                            "evalue": content.get("evalue", "")}
 
+    km = _kernel_manager(sandbox_dirs, limits)
     client = NotebookClient(
-        nb, km=_kernel_manager(), log=_QUIET, timeout=timeout, startup_timeout=startup_timeout, allow_errors=True,
+        nb, km=km, log=_QUIET, timeout=timeout, startup_timeout=startup_timeout, allow_errors=True,
         interrupt_on_timeout=True, record_timing=False, on_cell_executed=on_executed,
         error_on_timeout={"ename": TIMEOUT_ENAME, "evalue": f"cell ran longer than {timeout:g} s", "traceback": []},
         resources={"metadata": {"path": str(workdir)}},
@@ -303,6 +343,8 @@ def execute(nb, workdir: Path, env: dict[str, str], timeout: float = 60.0,
         stopped = stopped or (0, "the kernel died")
     except Exception as e:  # the kernel did not start, or the connection to it broke: report, go on
         stopped = (max(ran, default=0), f"the kernel failed ({type(e).__name__}: {_short(e, 120)})")
+    finally:
+        sandbox.release(km.sandbox_argv)
     if stopped is not None:
         problems.append(f"{stopped[1]} in {_where(nb, stopped[0])}; later cells were not run"
                         if nb.cells else stopped[1])
@@ -310,8 +352,12 @@ def execute(nb, workdir: Path, env: dict[str, str], timeout: float = 60.0,
 
 
 def check_notebook(path: Path, known: dict[str, Lesson], runs: Path, timeout: float = 60.0,
-                   lesson: str | None = None) -> NotebookReport:
-    """Execute a copy of the notebook at ``path`` and classify its lesson's exercises."""
+                   lesson: str | None = None, limits: Limits | None = None,
+                   sandboxed: bool = True) -> NotebookReport:
+    """Execute a copy of the notebook at ``path`` and classify its lesson's exercises.
+
+    The copy runs in the sandbox (``sandboxed``): its folder is the kernel's HOME and TMPDIR, and it
+    and ``runs`` are the only folders it may write (see :mod:`minigpt.sandbox`)."""
     import nbformat
 
     t0 = time.perf_counter()
@@ -345,7 +391,11 @@ def check_notebook(path: Path, known: dict[str, Lesson], runs: Path, timeout: fl
     with tempfile.TemporaryDirectory(prefix="minigpt-progress-") as tmp:
         copy = Path(tmp) / Path(path).name
         copy.write_text(text, encoding="utf-8")  # the kernel works beside a copy, never beside the original
-        ran, stopped, problems = execute(nb, Path(tmp), kernel_env(runs), timeout=timeout)
+        if sandboxed:
+            ran, stopped, problems = execute(nb, Path(tmp), kernel_env(runs, home=Path(tmp)), timeout=timeout,
+                                             sandbox_dirs=[Path(tmp), Path(runs)], limits=limits)
+        else:
+            ran, stopped, problems = execute(nb, Path(tmp), kernel_env(runs), timeout=timeout)
     report.problems += [f"{path}: {p}" for p in problems]
     report.results = classify(nb, known[number], ran, stopped, timeout)
     report.seconds = time.perf_counter() - t0
@@ -435,8 +485,11 @@ def _pick_per_lesson(name: str, notebooks: list[Path], known: dict[str, Lesson])
 
 
 def run_progress(paths: list[Path] | None = None, *, as_class: bool = False, only: list[str] | None = None,
-                 timeout: float = 60.0, root: Path = ROOT, echo=None) -> list[LearnerReport]:
-    """Execute and classify every learner's notebooks; ``echo`` gets one line per notebook as it goes."""
+                 timeout: float = 60.0, root: Path = ROOT, echo=None, limits: Limits | None = None,
+                 sandboxed: bool = True) -> list[LearnerReport]:
+    """Execute and classify every learner's notebooks; ``echo`` gets one line per notebook as it goes
+    (and first, a line that says their code will run, and how it is contained: :func:`sandbox.describe`).
+    Each kernel runs in the sandbox of :mod:`minigpt.sandbox` with ``limits`` unless ``sandboxed`` is False."""
     known = lessons(root)
     if not known:
         raise FileNotFoundError(f"no lesson notebooks in {root / 'solutions'}")
@@ -452,6 +505,9 @@ def run_progress(paths: list[Path] | None = None, *, as_class: bool = False, onl
     for name, nbs in learners.items():
         picked[name], notes[name] = _pick_per_lesson(name, nbs, known)
     expected = only or sorted({n for ch in picked.values() for n in ch if not n.startswith("?")})
+    if echo:
+        echo(sandbox.describe() if sandboxed else
+             "note: the notebooks' code will run on this machine as you, with no sandbox (sandboxed=False)")
     reports = []
     with tempfile.TemporaryDirectory(prefix="minigpt-progress-runs-") as runs:
         for name, chosen in picked.items():
@@ -460,7 +516,7 @@ def run_progress(paths: list[Path] | None = None, *, as_class: bool = False, onl
                 if only and number not in only and not number.startswith("?"):
                     continue
                 nb_report = check_notebook(path, known, Path(runs), timeout,
-                                           None if number.startswith("?") else number)
+                                           None if number.startswith("?") else number, limits, sandboxed)
                 learner.notebooks.append(nb_report)
                 learner.problems += nb_report.problems
                 if echo:

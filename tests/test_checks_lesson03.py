@@ -169,6 +169,7 @@ def test_context_length_experiment_accepts_the_reference(capsys):
     (lambda words, bs, steps, seed: train_context(words, 3, steps, seed), "block_size=1 your model fails"),
     (lambda words, bs, steps, seed: train_context(words, bs, steps, seed, seed_batches=False), "same seed"),
     (lambda words, bs, steps, seed: train_context(words, bs, 20, seed), "below 0.85"),  # ignores steps
+    (lambda words, bs, steps, seed: train_context(words, bs, 600, seed), "train for `steps` steps"),  # ignores steps (600, the default)
     (lambda words, bs, steps, seed: train_context(words, bs, steps, seed, data_words=["emma", "ava", "mia"]),
      "below 0.85"),  # trains on other words than it is given
     (lambda words, bs, steps, seed: {1: 2.47, 2: 2.30, 3: 2.20}, "nn.Module"),  # a hard-coded dict

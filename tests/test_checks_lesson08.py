@@ -41,6 +41,16 @@ def top_p_renormalised(logits, p):  # returns log-probabilities instead of the l
     return F.log_softmax(top_p_ref(logits, p), dim=-1)
 
 
+def top_p_pooled(logits, p):  # the rows pooled into one distribution
+    return top_p_ref(logits.reshape(1, -1), p).reshape(logits.shape)
+
+
+def top_p_first_row_count(logits, p):  # every row keeps as many tokens as row 0 needs
+    k = int((top_p_ref(logits, p)[0] > float("-inf")).sum())
+    top = logits.topk(k, dim=-1).indices
+    return torch.full_like(logits, float("-inf")).scatter(-1, top, logits.gather(-1, top))
+
+
 @pytest.mark.parametrize("attempt", REPEATS)
 def test_top_p_accepts_reference(attempt, capsys):
     check.top_p_filter(top_p_ref)
@@ -54,6 +64,8 @@ def test_top_p_accepts_reference(attempt, capsys):
     (top_p_unsorted, "tokens"),
     (top_p_renormalised, "kept logits changed"),
     (lambda logits, p: top_k(logits, 3), "tokens"),
+    (top_p_pooled, "tokens|reach p"),
+    (top_p_first_row_count, "tokens|reach p"),
 ])
 @pytest.mark.parametrize("attempt", REPEATS)
 def test_top_p_rejects_mistakes(wrong, hint, attempt):
@@ -211,6 +223,7 @@ def test_best_temperature_accepts_reference(attempt, capsys):
     (lambda logits, targets, temperatures: max(temperatures, key=lambda t: F.cross_entropy(logits / t, targets).item()),
      "highest"),
     (lambda logits, targets, temperatures: temperatures[0], "another temperature|highest"),
+    (lambda logits, targets, temperatures: temperatures[-1], "another temperature|highest"),  # the last one
     # accuracy does not depend on the temperature: the first of the ties is returned
     (lambda logits, targets, temperatures: max(temperatures, key=lambda t: ((logits / t).argmax(-1) == targets).float().mean().item()),
      "another temperature|highest"),

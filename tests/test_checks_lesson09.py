@@ -94,6 +94,8 @@ def test_zero_head_accepts_reference(attempt, capsys):
     (zero_in_place, "changed its input"),
     (zero_wrong_slice, "you zeroed channels"),
     (lambda y, head, n_head: None, "return the new tensor"),
+    (lambda y, head, n_head: zero_ref(y, 0, n_head), "you zeroed channels"),  # ignores `head`: always the first
+    (lambda y, head, n_head: zero_ref(y, n_head - 1, n_head), "you zeroed channels"),  # always the last
 ])
 @pytest.mark.parametrize("attempt", REPEATS)
 def test_zero_head_rejects_mistakes(wrong, hint, attempt):
@@ -161,6 +163,10 @@ def test_head_importance_accepts_correct_methods(answer, attempt, capsys):
     (lambda model, x, y, layer, head: importance_ref(model, x, y, layer, head) + nll(model, x, y), "rises"),
     (importance_forgets_to_restore, "remove your hooks or restore the weights"),
     (importance_next_layer, "another head|rise in NLL"),
+    (lambda model, x, y, layer, head: importance_ref(model, x, y, 0, head), "another head|rise in NLL"),  # ignores `layer`
+    (lambda model, x, y, layer, head: importance_ref(model, x, y, layer, 0), "another head|rise in NLL"),  # ignores `head`
+    (lambda model, x, y, layer, head: importance_ref(model, x, y, model.config.n_layer - 1, model.config.n_head - 1),
+     "another head|rise in NLL"),  # always the last head of the last layer
 ])
 @pytest.mark.parametrize("attempt", REPEATS)
 def test_head_importance_rejects_mistakes(wrong, hint, attempt):

@@ -45,6 +45,12 @@ def max_length_wins(hf, p):
     return {**generate_ref(hf, p), "max_new_tokens": hf["max_length"] - p}
 
 
+def tighter_limit_wins(hf, p):  # transformers lets max_new_tokens win, whichever is tighter
+    new = hf.get("max_new_tokens")
+    limit = hf["max_length"] - p
+    return {**generate_ref(hf, p), "max_new_tokens": min(new, limit) if new else limit}
+
+
 @pytest.mark.parametrize("attempt", REPEATS)
 def test_generate_kwargs_accepts_reference(attempt, capsys):
     check.generate_kwargs(generate_ref)
@@ -58,6 +64,7 @@ def test_generate_kwargs_accepts_reference(attempt, capsys):
     (ignores_do_sample, "without do_sample=True"),
     (keeps_top_k_zero, "would refuse"),
     (max_length_wins, "max_new_tokens wins"),
+    (tighter_limit_wins, "max_new_tokens wins"),
 ])
 @pytest.mark.parametrize("attempt", REPEATS)
 def test_generate_kwargs_rejects_mistakes(wrong, hint, attempt):

@@ -197,6 +197,7 @@ def test_recall_at_k_accepts_reference(attempt, capsys):
     (recall_with_self, "own nearest neighbour"),
     (precision_at_k, "precision@k"),
     (hit_rate, "any relevant item"),
+    (lambda sim, labels, k: recall_ref(sim, labels, 3), "recall_at_k: "),  # ignores `k`
 ])
 @pytest.mark.parametrize("attempt", REPEATS)
 def test_recall_at_k_rejects_mistakes(wrong, hint, attempt):

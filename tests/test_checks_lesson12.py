@@ -152,6 +152,11 @@ def test_format_allowed_accepts_reference(attempt, capsys):
     (lambda prefix, pieces, pattern: [regex.fullmatch(pattern, p, partial=True) is not None for p in pieces],
      "ignores the prefix|should be"),
     (lambda prefix, pieces, pattern: allowed_ref(prefix, pieces, pattern)[:-1], "one True/False per piece"),
+    (lambda prefix, pieces, pattern: [regex.match(pattern, prefix + p, partial=True) is not None for p in pieces],
+     "already matches in full|should be"),  # partial matching that lets text run past a full match
+    (lambda prefix, pieces, pattern: [regex.search(pattern, prefix + p, partial=True) is not None for p in pieces],
+     "already matches in full|should be|whole text"),
+    (lambda prefix, pieces, pattern: allowed_ref(prefix, pieces, r"[0-9]{2}:[0-9]{2}"), "should be|whole text|partial|ignores"),  # ignores `pattern`
 ])
 @pytest.mark.parametrize("attempt", REPEATS)
 def test_format_allowed_rejects_mistakes(wrong, hint, attempt):
@@ -177,7 +182,7 @@ def test_copied_share_accepts_reference(attempt, capsys):
 
 
 # a wrong number may happen to equal what a specific mistake gives; any of the hints is then fair
-ANY_SHARE_HINT = "copied share|every occurrence|last n-gram"
+ANY_SHARE_HINT = "copied share|every occurrence|last n-gram|whole words"
 
 
 def share_distinct(generated, reference, n):
@@ -192,12 +197,20 @@ def share_missing_last(generated, reference, n):
     return sum(g in have for g in grams) / len(grams)
 
 
+def share_joined_text(generated, reference, n):  # "or not" is found inside "for not"
+    text = " ".join(reference)
+    grams = [" ".join(generated[i:i + n]) for i in range(len(generated) - n + 1)]
+    return sum(g in text for g in grams) / len(grams)
+
+
 @pytest.mark.parametrize("wrong, hint", [
     (lambda generated, reference, n: 0.5, ANY_SHARE_HINT),  # a constant
     (share_distinct, "every occurrence"),
     (share_missing_last, "last n-gram"),
     (lambda generated, reference, n: share_ref(generated, reference, n - 1), ANY_SHARE_HINT),  # n - 1
     (lambda generated, reference, n: sum(w in reference for w in generated) / len(generated), ANY_SHARE_HINT),  # words
+    (share_joined_text, "compare whole words"),
+    (lambda generated, reference, n: share_ref(generated, reference, 2), ANY_SHARE_HINT),  # ignores `n`
 ])
 @pytest.mark.parametrize("attempt", REPEATS)
 def test_copied_share_rejects_mistakes(wrong, hint, attempt):

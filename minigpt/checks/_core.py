@@ -41,9 +41,19 @@ def parse_failure(message: str) -> tuple[str, str] | None:
     return (m["check"], " ".join(m["hint"].split())) if m else None
 
 
+_DRAWS: random.Random | None = None  # set by repeatable_draws (the test suite); None: the system's randomness
+
+
+def repeatable_draws(key: str | None) -> None:
+    """Make :func:`fresh_generator`'s seeds a repeatable sequence from ``key`` (tests that must replay a
+    failing draw); ``None`` goes back to fresh seeds from the system."""
+    global _DRAWS
+    _DRAWS = None if key is None else random.Random(key)
+
+
 def fresh_generator() -> torch.Generator:
     """A generator with a new seed on every call: a check's inputs cannot be known in advance."""
-    return torch.Generator().manual_seed(random.SystemRandom().randrange(2**31))
+    return torch.Generator().manual_seed((_DRAWS or random.SystemRandom()).randrange(2**31))
 
 
 class CheckFailed(AssertionError):

@@ -204,6 +204,11 @@ def context_length_experiment(fn):
            f"on a small made-up language (four letters, each fixed by the two before it) your model with "
            f"block_size=3 reaches a held-out NLL of {nll[3]:.3f} after {steps} steps; a model trained on the "
            "words it is given gets below 0.85. Does your function train on `words`, for `steps` steps?")
+    few = max(1, steps // 60)  # a handful of steps: a function that ignores `steps` trains as long as before
+    short = score(3, c.call(fn, list(train), 3, few, seed))
+    c.that(short > nll[3] + 0.2,
+           f"with steps={few} your model reaches a held-out NLL of {short:.3f}, with steps={steps} {nll[3]:.3f}: "
+           "a few steps should leave it far less trained. Does your function train for `steps` steps?")
     c.that(nll[1] > nll[3] + 0.2,
            f"on that language a context of 1 character should do clearly worse than 3 (yours: {nll[1]:.3f} "
            f"against {nll[3]:.3f}); does the model really see block_size characters?")

@@ -46,6 +46,15 @@ def top_p_filter(fn):
         logits = logits[:, torch.randperm(V, generator=g)]  # the most likely tokens are not the first ids
         p = float(torch.empty(1).uniform_(0.2, 0.95, generator=g))
         cases.append((logits, p, f"random logits of shape {(B, V)} with p={p:.3f}"))
+    # rows that need different numbers of tokens (a peaked one, a flat one, a random one): a filter that
+    # takes one row's cut-off for all, or pools the rows, keeps the wrong tokens
+    V = int(torch.randint(8, 20, (1,), generator=g))
+    peaked = torch.randn(V, generator=g) * 0.3
+    peaked[int(torch.randint(0, V, (1,), generator=g))] += 6
+    rows = torch.stack([peaked, torch.randn(V, generator=g) * 0.1, torch.randn(V, generator=g) * 2])
+    rows = rows[torch.randperm(3, generator=g)]
+    p_rows = float(torch.empty(1).uniform_(0.5, 0.9, generator=g))
+    cases.insert(0, (rows, p_rows, f"three rows of different shapes (one peaked, one flat) with p={p_rows:.3f}"))
     # a distribution where the boundary token matters: 0.5, 0.3, 0.2 (shuffled) with p = 0.7
     probs = torch.tensor([0.2, 0.5, 0.3])
     cases.append((probs.log().unsqueeze(0), 0.7, "probabilities [0.2, 0.5, 0.3] with p=0.7"))
@@ -194,12 +203,16 @@ def best_temperature(fn):
         temps = [round(0.25 * i, 2) for i in range(1, 13)]  # 0.25 .. 3.0
         perm = torch.randperm(len(temps), generator=g).tolist()
         temps = [temps[i] for i in perm]  # not sorted: the best one is not at a fixed place
+        nll = {t: _nll(base, targets, t) for t in temps}
+        best = temps.index(min(temps, key=nll.get))
+        if best in (0, len(temps) - 1):  # nor first or last: "the first one" must never pass by luck
+            middle = 1 + int(torch.randint(0, len(temps) - 2, (1,), generator=g))
+            temps[best], temps[middle] = temps[middle], temps[best]
         got = c.call(fn, base.clone(), targets.clone(), list(temps))
         try:
             got = float(got)
         except (TypeError, ValueError):
             c.fail(f"return one temperature (a number from the list), got {type(got).__name__}")
-        nll = {t: _nll(base, targets, t) for t in temps}
         ref = min(temps, key=nll.get)
         c.that(any(math.isclose(got, t) for t in temps), f"return one of the temperatures you were given, got {got}")
         if math.isclose(got, max(temps, key=nll.get)):

@@ -35,10 +35,13 @@ def _draw_generate_cases(g) -> list[tuple[dict, int, str]]:
 
     p = r(3, 12)
     temp = round(0.3 + r(0, 12) / 10, 1)
+    new = r(12, 40)  # with max_length below prompt + new: min(...) and max_length - prompt both differ from new
     return [
         ({"max_length": p + r(10, 40)}, p, "greedy with max_length only"),
         ({"max_length": p + r(10, 40), "do_sample": True, "temperature": temp, "top_k": r(5, 60)}, p,
          "sampling with temperature and top_k"),
+        ({"max_new_tokens": new, "max_length": p + r(1, new - 2), "do_sample": True, "top_p": 0.9}, p,
+         "max_new_tokens and max_length both given (max_length the tighter)"),
         ({"max_new_tokens": r(5, 30), "max_length": 200, "do_sample": True, "top_p": 0.9}, p,
          "max_new_tokens and max_length both given"),
         ({"max_length": p + 20, "do_sample": True, "top_k": 0, "temperature": temp}, p, "sampling with top_k=0"),

@@ -75,7 +75,8 @@ def power_law_fit(fn):
         what = f"for {k} points {'with noise' if case else 'exactly on a power law'}"
         if math.isclose(alpha, -ref_alpha, rel_tol=1e-3):
             c.fail(f"{what}, alpha has the wrong sign: the loss falls with n, and the law is a * n ** -alpha")
-        if math.isclose(a, intercept, rel_tol=1e-3) and not math.isclose(a, ref_a, rel_tol=1e-3):
+        if math.isclose(a, intercept, rel_tol=1e-3) and not math.isclose(a, ref_a, rel_tol=1e-3) and \
+                math.isclose(alpha, ref_alpha, rel_tol=1e-3):  # only a on the wrong scale, alpha right
             c.fail(f"{what}, a is on the log scale: the fit gives log a, so a is its exponential")
         c.number(alpha, ref_alpha, f"alpha {what}", tol=1e-3 * max(1.0, abs(ref_alpha)))
         c.number(a, ref_a, f"a {what}", tol=1e-3 * ref_a)
@@ -154,10 +155,14 @@ def format_allowed(fn):
     c = Check("format_allowed")
     g = fresh_generator()
     pieces = list("\n !.:?0123456789") + list("ABCKXYZaeimnosyz") + ["ye", "s.", "ab", "12"]
-    for _ in range(6):
-        pattern = FORMATS[_randint(g, 0, len(FORMATS))]
+    # every format with a part of a match (an answer that ignores `pattern` fails one), then two at random
+    order = [2, 3] + torch.randperm(len(FORMATS), generator=g).tolist() + [_randint(g, 0, len(FORMATS)) for _ in range(2)]
+    for case, k in enumerate(order):
+        pattern = FORMATS[k]
         full = _example(pattern, g)
-        prefix = full[:_randint(g, 0, len(full))]
+        # the first two prefixes are full matches with nothing more to come: a test that allows text
+        # running past a match (regex.match, search) allows every piece there
+        prefix = full if case < 2 else full[:_randint(g, 1 if case < 6 else 0, len(full))]
         got = c.call(fn, prefix, list(pieces), pattern)
         got = [bool(x) for x in (got.tolist() if hasattr(got, "tolist") else list(got))]
         c.that(len(got) == len(pieces), f"return one True/False per piece ({len(pieces)}), got {len(got)}")
@@ -171,6 +176,9 @@ def format_allowed(fn):
                 "complete": ([regex.fullmatch(pattern, prefix + p) is not None for p in pieces],
                              "you allow only texts that already match in full; a text that can still grow into a "
                              "match must be allowed too (partial matching)"),
+                "runs past": ([regex.match(pattern, prefix + p, partial=True) is not None for p in pieces],
+                              f"you allow {pieces[i]!r} after a text that already matches in full: the whole "
+                              "text must be (the beginning of) one match, with nothing after it"),
                 "alone": ([regex.fullmatch(pattern, p, partial=True) is not None for p in pieces],
                           "your answer ignores the prefix: test prefix + piece"),
             }
@@ -189,12 +197,18 @@ def copied_share(fn):
     c = Check("copied_share")
     g = fresh_generator()
     vocab = ["to", "be", "or", "not", "my", "lord", "the", "king"]
-    for _ in range(4):
-        n = _randint(g, 2, 5)
+    ns = [2, 3, 4, _randint(g, 2, 5)]  # every n: an answer that ignores it cannot pass
+    ns = [ns[i] for i in torch.randperm(4, generator=g).tolist()]
+    for n in ns:
         reference = [vocab[i] for i in torch.randint(0, len(vocab), (40,), generator=g).tolist()]
+        reference = ["to" if w == "or" else w for w in reference]
+        reference[20] = "for"
+        # "or" + the words after "for": inside the joined reference text ("for not" holds "or not"), yet
+        # not an n-gram of its words ("or" is not one of them), so a substring test counts it as copied
+        trap = ["or"] + reference[21:20 + n]
         copy = reference[5:5 + n + 2]
         rand = [vocab[i] for i in torch.randint(0, len(vocab), (12,), generator=g).tolist()]
-        generated = copy + rand + copy + ["thee"] + copy  # the copied phrase occurs three times
+        generated = copy + rand + copy + ["thee"] + copy + ["thee"] + trap  # the copied phrase occurs three times
         got = c.call(fn, list(generated), list(reference), n)
         grams = [tuple(generated[i:i + n]) for i in range(len(generated) - n + 1)]
         have = {tuple(reference[i:i + n]) for i in range(len(reference) - n + 1)}
@@ -208,6 +222,10 @@ def copied_share(fn):
             if math.isclose(got, sum(gr in have for gr in distinct) / len(distinct), abs_tol=1e-9):
                 c.fail(f"with n = {n} you count each distinct n-gram once; count every occurrence: a phrase "
                        "copied three times is three copied n-grams")
+            joined = " " + " ".join(reference) + " "
+            if math.isclose(got, sum(" ".join(gr) in joined for gr in grams) / len(grams), abs_tol=1e-9):
+                c.fail(f"with n = {n} you test text inside the joined reference; compare whole words: "
+                       "'or not' is inside 'for not' but is not one of its word n-grams")
             short = grams[:-1]
             if math.isclose(got, sum(gr in have for gr in short) / len(short), abs_tol=1e-9):
                 c.fail(f"with n = {n} you miss the last n-gram: {len(generated)} words have "
