@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from minigpt.chat_template import ChatTokenizer
-from minigpt.model import GPT, GPTConfig
+from minigpt.model import GPT, GPTConfig, KVCache
 from minigpt.sft import grow_embeddings
 from minigpt.tokenizer import CharTokenizer
 from minigpt.tools import (
@@ -73,6 +73,9 @@ class ScriptedModel(torch.nn.Module):
         self.config = GPTConfig(block_size=512, vocab_size=vocab_size, n_layer=1, n_head=1, n_embd=8)
         self.script, self.calls, self.dummy = script, 0, torch.nn.Parameter(torch.zeros(1))
         self.seen = []
+
+    def new_kv_cache(self, batch_size):  # generate asks the model for its cache (minigpt.model.GPT's method)
+        return KVCache(self.config, batch_size)
 
     def forward(self, idx, targets=None, cache=None):
         if cache is not None:
