@@ -45,7 +45,7 @@ def add_cli(sub) -> None:
 
 
 def _read_data(name: str) -> str:
-    from ..bpe import _os_why  # deferred: bpe.py imports torch (through utils), ~4 s, and --help must not
+    from ..tokenizer import _os_why  # deferred: tokenizer.py imports torch (through utils), ~4 s; --help must not
 
     if name in data.DATASETS:
         return data.load_text(name)
@@ -66,7 +66,8 @@ def _read_data(name: str) -> str:
 
 def _cli_train(args) -> int:
     # deferred: bpe.py imports torch (through utils), ~4 s, and --help must not
-    from ..bpe import _check_writable, _resolve_pattern, train
+    from ..bpe import _resolve_pattern, train
+    from ..tokenizer import _check_writable
 
     out = Path(args.out)
     if args.data not in data.DATASETS and Path(args.data).exists():

@@ -22,15 +22,16 @@ def add_cli(sub) -> None:
 def _cli_chat(args) -> int:
     # deferred: importing torch takes ~4 s and --help must not
     from ..chat import Chat, known_speakers, resolve_speaker
-    from ..generate import check_sampling_args
+    from ..generate import SamplingSettings, check_max_new_tokens
 
-    check_sampling_args(args.temperature, args.top_k, args.top_p, max_new_tokens=args.max_new_tokens)
+    settings = SamplingSettings.from_options(args)  # temperature, top_k, top_p: checked here, before loading
+    check_max_new_tokens(args.max_new_tokens)
     ck = load_for_command(args.ckpt, args.device)
     known = known_speakers(ck.train_config)
     as_name = resolve_speaker(args.as_name, known, "--as")
     to_name = resolve_speaker(args.to_name, known, "--to")
-    chat = Chat(ck.model, ck.tokenizer, as_name, to_name, temperature=args.temperature, top_k=args.top_k,
-                top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    chat = Chat(ck.model, ck.tokenizer, as_name, to_name, settings=settings, max_new_tokens=args.max_new_tokens,
+                seed=args.seed)
     print(f"You are {as_name}; the model answers as {to_name}. End with Ctrl-D (end of input) or Ctrl-C.")
     while True:
         try:

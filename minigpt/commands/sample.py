@@ -60,17 +60,16 @@ def load_for_command(ckpt, device_name):
 def _cli_sample(args) -> int:
     import torch  # deferred: importing torch takes ~4 s and --help must not
 
-    from ..generate import check_sampling_args, stream  # deferred: imports torch
+    from ..generate import SamplingSettings, check_max_new_tokens, stream  # deferred: imports torch
 
-    check_sampling_args(args.temperature, args.top_k, args.top_p, args.repetition, args.frequency,
-                        args.max_new_tokens)
+    settings = SamplingSettings.from_options(args)  # every sampling option, checked before loading
+    check_max_new_tokens(args.max_new_tokens)
     ck = load_for_command(args.ckpt, args.device)
     prompt = args.prompt or "\n"
     ck.tokenizer.encode(prompt)  # an unknown character fails here, before anything is printed
     g = torch.Generator(device="cpu").manual_seed(args.seed)
     pieces = stream(ck.model, ck.tokenizer, prompt, args.max_new_tokens, stop=args.stop,
-                    temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, repetition=args.repetition,
-                    frequency=args.frequency, generator=g, use_cache=not args.no_cache)
+                    settings=settings, generator=g, use_cache=not args.no_cache)
     t0 = time.perf_counter()
     if args.stream:
         sys.stdout.write(prompt)
