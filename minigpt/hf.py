@@ -256,7 +256,6 @@ def export_hf(ckpt, out_dir, overwrite: bool = False) -> Path:
     gpt2's; ``max_length`` = the model's context) and the tokenizer (``tokenizer.json``). A folder
     that is not empty is refused unless ``overwrite``.
     """
-    from transformers import GenerationConfig
 
     ck = ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt, load_state=False)
     out = Path(out_dir)
@@ -266,7 +265,13 @@ def export_hf(ckpt, out_dir, overwrite: bool = False) -> Path:
         raise ValueError(f"{out} is not empty; choose a new folder, or pass --overwrite (overwrite=True) to "
                          "write the model's files over what is there")
     eos = getattr(ck.tokenizer, "special_tokens", {}).get("<|endoftext|>")
-    hf = to_hf(ck.model.float().cpu(), eos_token_id=eos)
+    return save_hf_folder(to_hf(ck.model.float().cpu(), eos_token_id=eos), ck, out, eos)
+
+
+def save_hf_folder(hf, ck, out: Path, eos: int | None) -> Path:
+    """Save the transformers model ``hf`` made from checkpoint ``ck`` into ``out``, with its tokenizer, a
+    generation config and a note of where it came from (the GPT-2 and the Llama exports share this)."""
+    from transformers import GenerationConfig  # deferred: transformers takes seconds to import
     # like gpt2's own: greedy unless asked, and no longer than the context the model was trained on
     hf.generation_config = GenerationConfig(max_length=ck.model.config.block_size, bos_token_id=eos,
                                             eos_token_id=eos, pad_token_id=eos)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from .hf import hf_tokenizer, tokenizer_from_hf
+from .hf import save_hf_folder, tokenizer_from_hf
 from .model import GPT, GPTConfig
 
 __all__ = ["FAMILIES", "llama_family", "check_llama_exportable", "llama_config", "to_llama", "check_llama_config",
@@ -243,7 +243,6 @@ def export_llama(ckpt, out_dir, family: str | None = None, overwrite: bool = Fal
     """Write the checkpoint ``ckpt`` (a run folder, a checkpoint folder or a loaded ``Checkpoint``) as a
     Llama (or Qwen3) model folder: ``config.json``, ``model.safetensors``, ``generation_config.json``
     and ``tokenizer.json``. A folder that is not empty is refused unless ``overwrite``."""
-    from transformers import GenerationConfig
 
     from .checkpoint import Checkpoint, load_checkpoint
 
@@ -254,18 +253,7 @@ def export_llama(ckpt, out_dir, family: str | None = None, overwrite: bool = Fal
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise ValueError(f"{out} is not empty; choose a new folder, or pass overwrite=True")
     eos = getattr(ck.tokenizer, "special_tokens", {}).get("<|endoftext|>")
-    hf = to_llama(ck.model.float().cpu(), family, eos_token_id=eos)
-    hf.generation_config = GenerationConfig(max_length=ck.model.config.block_size, bos_token_id=eos,
-                                            eos_token_id=eos, pad_token_id=eos)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        hf.save_pretrained(out)
-        hf_tokenizer(ck.tokenizer, ck.model.config.block_size).save_pretrained(out)
-        (out / "minigpt.json").write_text(json.dumps({"exported_from": str(ck.path), "step": ck.step}) + "\n",
-                                          encoding="utf-8")
-    except OSError as e:
-        raise ValueError(f"cannot write {out}: {e.strerror or e}; choose a folder you can write to") from None
-    return out
+    return save_hf_folder(to_llama(ck.model.float().cpu(), family, eos_token_id=eos), ck, out, eos)
 
 
 def load_llama(name_or_dir, attn_impl: str = "sdpa", block_size: int | None = None):

@@ -45,7 +45,8 @@ def add_cli(sub) -> None:
 
 
 def _read_data(name: str) -> str:
-    from ..tokenizer import _os_why  # deferred: tokenizer.py imports torch (through utils), ~4 s; --help must not
+    # deferred: tokenizer.py imports torch (through utils), ~4 s, and --help must not
+    from ..tokenizer import _os_why
 
     if name in data.DATASETS:
         return data.load_text(name)
