@@ -23,13 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .model import GPTConfig, count_params
+from .precision import H100_BF16_PEAK  # the one data-sheet figure, shared with MFU's peak table
 from .train import get_preset, train
 
 __all__ = ["PublishedModel", "PUBLISHED", "H100_BF16_PEAK", "training_memory", "activation_bytes",
            "training_flops", "training_days", "scaling_sweep", "fit_power_law", "power_law"]
 
-# NVIDIA's data sheet: H100 SXM (and H200, the same chip with more memory), dense BF16 tensor cores.
-H100_BF16_PEAK = 989e12
 
 
 @dataclass(frozen=True)

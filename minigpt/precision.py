@@ -170,9 +170,12 @@ def enable_tf32(on: bool = True) -> None:
         torch.backends.cudnn.allow_tf32 = on
 
 
+# NVIDIA's data sheet: H100 SXM (and H200, the same chip with more memory), dense BF16 tensor cores.
+H100_BF16_PEAK = 989e12
 # Dense bf16/fp16 tensor-core peaks (FLOP/s) of common GPUs, from their data sheets.
 _GPU_PEAKS = [
-    ("H200", 989e12), ("H100", 989e12), ("H800", 989e12), ("GH200", 989e12), ("B200", 2250e12),
+    ("H200", H100_BF16_PEAK), ("H100", H100_BF16_PEAK), ("H800", H100_BF16_PEAK), ("GH200", H100_BF16_PEAK),
+    ("B200", 2250e12),
     ("A100", 312e12), ("A800", 312e12), ("A10G", 70e12), ("A10", 125e12), ("A6000", 155e12),
     ("L40S", 362e12), ("L40", 181e12), ("L4", 121e12), ("V100", 125e12), ("T4", 65e12),
     ("4090", 165e12), ("4080", 97e12), ("3090", 71e12), ("3080", 60e12),
