@@ -4,7 +4,9 @@ The import graph of ``minigpt/`` is read with ``ast`` (nothing is imported), and
 (a) no import cycle, (b) no library module that imports ``minigpt.commands`` or argparse, or calls
 ``sys.exit`` (only the commands layer, ``cli.py`` and ``__main__.py`` do), and (c) no import of the
 package's own modules inside a function, unless the line (or the line above it) says why with a
-``# deferred:`` comment: a heavy optional dependency, or in ``commands/`` the start-up time of ``--help``.
+``# deferred:`` comment: a heavy optional dependency, or in ``commands/`` the start-up time of ``--help``;
+and (d) no import upwards through the layers commands -> course tooling -> language-model core -> utilities,
+which CONTRIBUTING.md maps module by module (checked here too).
 """
 
 from __future__ import annotations
