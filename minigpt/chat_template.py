@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import string
 
+from .checkpoint import tokenizer_from_dict
 from .tokenizer import CharTokenizer
 
 __all__ = ["ROLES", "SPECIAL_TOKENS", "ChatTokenizer", "DEFAULT_EXTRA_CHARS"]
@@ -133,8 +134,6 @@ class ChatTokenizer:
     @classmethod
     def from_dict(cls, d: dict) -> ChatTokenizer:
         """The tokenizer :meth:`to_dict` described (its ids are the same)."""
-        from .checkpoint import tokenizer_from_dict
-
         if not isinstance(d, dict) or d.get("format") != CHAT_FORMAT:
             raise ValueError(f"not a chat tokenizer (format {CHAT_FORMAT!r}); this run is not an assistant: "
                              "fine-tune it with minigpt.sft first")

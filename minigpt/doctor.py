@@ -415,9 +415,9 @@ def check_cpu_recipe(seconds: float) -> Result | None:
     10-minute CPU recipe (``shakespeare-char-cpu-10min``, the speedrun record) takes. None on a GPU."""
     import torch
 
-    from .optim import muon_precision
-    from .precision import cpu_bf16_support
-    from .utils import get_device
+    from .optim import muon_precision  # deferred: see the module docstring
+    from .precision import cpu_bf16_support  # deferred: see the module docstring
+    from .utils import get_device  # deferred: see the module docstring
 
     if get_device().type != "cpu":
         return None  # GPUs train the GPU recipe: the speed line covers them

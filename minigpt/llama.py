@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .hf import save_hf_folder, tokenizer_from_hf
 from .model import GPT, GPTConfig
 
@@ -244,8 +245,6 @@ def export_llama(ckpt, out_dir, family: str | None = None, overwrite: bool = Fal
     Llama (or Qwen3) model folder: ``config.json``, ``model.safetensors``, ``generation_config.json``
     and ``tokenizer.json``. A folder that is not empty is refused unless ``overwrite``."""
 
-    from .checkpoint import Checkpoint, load_checkpoint
-
     ck = ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt, load_state=False)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -291,8 +290,6 @@ def load_llama(name_or_dir, attn_impl: str = "sdpa", block_size: int | None = No
 def import_llama(name_or_dir, out_dir, overwrite: bool = False, block_size: int | None = None) -> Path:
     """Load a Llama or Qwen3 model (:func:`load_llama`) and save it as a ``minigpt`` checkpoint in
     ``out_dir`` (step 0, no optimizer state)."""
-    from .checkpoint import save_checkpoint
-
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} is a file; give a folder for the minigpt checkpoint")

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from . import sandbox
 from .checks._core import parse_failure, parse_passes
+from .data import cache_dir
 from .exercises import PLACEHOLDER_RAISE, ROOT
 from .sandbox import Limits
 
@@ -268,8 +269,6 @@ def kernel_env(runs: Path, home: Path | None = None) -> dict[str, str]:
     env.update(MINIGPT_FAST="1", MINIGPT_RUNS_DIR=str(runs), MPLBACKEND="Agg", TQDM_DISABLE="1")
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle threads sleep: kernels share the CPU with us
     if home is not None:
-        from .data import cache_dir
-
         if not env.get("MINIGPT_DATA_DIR") and cache_dir().is_dir():
             env["MINIGPT_DATA_DIR"] = str(cache_dir())  # the learner's HOME moves; the data stays where it is
         hf_cache = Path(os.path.expanduser("~")) / ".cache" / "huggingface"

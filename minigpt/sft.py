@@ -18,7 +18,9 @@ import dataclasses
 import torch
 import torch.nn as nn
 
+from .generate import generate_tokens
 from .tasks import Example, is_correct, to_conversation
+from .tools import generate_with_tools
 
 __all__ = ["grow_embeddings", "sft_batch", "finetune", "reply", "evaluate"]
 
@@ -123,8 +125,6 @@ def finetune(model, tok, conversations: list[list[dict]], steps: int = 300, batc
 @torch.no_grad()
 def reply(model, tok, conversation: list[dict], max_new_tokens: int = 32) -> str:
     """The assistant's greedy reply to ``conversation``, up to its end-of-turn (no tools)."""
-    from .generate import generate_tokens
-
     device = next(model.parameters()).device
     idx = torch.tensor([tok.render_prompt(conversation)], dtype=torch.long, device=device)
     end, out = tok.special["<|end|>"], []
@@ -142,8 +142,6 @@ def evaluate(model, tok, examples: list[Example], use_tool: bool = False, max_ne
     With ``use_tool`` replies come from :func:`minigpt.tools.generate_with_tools` (calculator on).
     Returns ``{task: {"accuracy", "mean_length", "n"}}`` (mean_length: characters per reply).
     """
-    from .tools import generate_with_tools
-
     hits: dict[str, list[bool]] = {}
     lengths: dict[str, list[int]] = {}
     for ex in examples:

@@ -24,6 +24,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from .data import load_names, load_text
+from .tools import calculate, format_number
+
 __all__ = ["Example", "TASKS", "HELD_OUT_TASKS", "make_examples", "split", "chance_levels", "is_correct",
            "wrong_answer", "to_conversation", "task_names"]
 
@@ -54,8 +57,6 @@ class Example:
 # ---- the course data the tasks draw on ----------------------------------------------------------------
 @lru_cache(maxsize=1)
 def _names() -> tuple[list[str], frozenset[str]]:
-    from .data import load_names
-
     names = load_names()
     return names, frozenset(names)
 
@@ -63,8 +64,6 @@ def _names() -> tuple[list[str], frozenset[str]]:
 @lru_cache(maxsize=1)
 def _speeches() -> list[tuple[str, str]]:
     """(speaker, first line of the speech) in order, from Tiny Shakespeare's script format."""
-    from .data import load_text
-
     out = []
     for block in load_text("tinyshakespeare").split("\n\n"):
         lines = block.strip("\n").split("\n")
@@ -343,7 +342,6 @@ def to_conversation(example: Example, answer: str | None = None, use_tool: bool 
     if use_tool:
         if example.expression is None:
             raise ValueError(f"task {example.task!r} has no calculator expression; use_tool needs an arithmetic task")
-        from .tools import calculate, format_number
 
         conv.append({"role": "assistant", "tool_call": example.expression})
         conv.append({"role": "tool", "content": format_number(calculate(example.expression))})

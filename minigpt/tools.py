@@ -18,6 +18,8 @@ import operator
 
 import torch
 
+from .generate import generate_tokens
+
 __all__ = ["CalculatorError", "calculate", "format_number", "generate_with_tools", "MAX_LENGTH", "MAX_EXPONENT",
            "MAX_ABS"]
 
@@ -107,8 +109,6 @@ def generate_with_tools(model, tok, conversation: list[dict], max_new_tokens: in
     {"role": "assistant", "content": "46"}]``; a refused expression's tool turn says ``error: ...``.
     ``max_new_tokens`` bounds the tokens the model writes in total.
     """
-    from .generate import generate_tokens
-
     device = next(model.parameters()).device
     ids = tok.render_prompt(conversation)
     end, call, call_end = tok.special["<|end|>"], tok.special["<|calc|>"], tok.special["<|/calc|>"]

@@ -4,12 +4,15 @@ The import graph of ``minigpt/`` is read with ``ast`` (nothing is imported), and
 (a) no import cycle, (b) no library module that imports ``minigpt.commands`` or argparse, or calls
 ``sys.exit`` (only the commands layer, ``cli.py`` and ``__main__.py`` do), and (c) no import of the
 package's own modules inside a function, unless the line (or the line above it) says why with a
-``# deferred:`` comment: a heavy optional dependency, or in ``commands/`` the start-up time of ``--help``.
+``# deferred:`` comment: a heavy optional dependency, or in ``commands/`` the start-up time of ``--help``;
+and (d) no import upwards through the layers commands -> course tooling -> language-model core -> utilities,
+which CONTRIBUTING.md maps module by module (checked here too).
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 import textwrap
@@ -20,40 +23,6 @@ PACKAGE = Path(__file__).resolve().parent.parent / "minigpt"
 ENTRY_POINTS = {"minigpt.cli", "minigpt.__main__"}  # with minigpt.commands.*: may parse arguments and exit
 DEFERRED = "# deferred:"
 
-# In-function imports (importer, imported) that other branches of this round remove: the lead empties this
-# set after merging them. model -> generate is also the last import cycle.
-KNOWN_UNTIL_MERGE = {
-    ("minigpt.model", "minigpt.generate"),  # GPT.generate: the last import cycle (model.py's owner breaks it)
-    ("minigpt.viz", "minigpt.generate"),  # the sampler widget (viz.py: interfaces branch)
-    ("minigpt.interpret", "minigpt.names_gpt"),  # evaluate_nll (evaluate branch: one home for scoring)
-    ("minigpt.train", "minigpt.bpe"),  # train.py: the trainer branch splits _train into steps
-    ("minigpt.train", "minigpt.data"),
-    ("minigpt.train", "minigpt.precision"),
-    ("minigpt.train", "minigpt.utils"),
-    # the exercise checks import the reference code inside each check (hardening branch edits checks/)
-    ("minigpt.checks.lesson01", "minigpt.data"),
-    ("minigpt.checks.lesson02", "minigpt.mlp"),
-    ("minigpt.checks.lesson02", "minigpt.ngram"),
-    ("minigpt.checks.lesson03", "minigpt.mlp"),
-    ("minigpt.checks.lesson04", "minigpt.bpe"),
-    ("minigpt.checks.lesson05", "minigpt.viz"),
-    ("minigpt.checks.lesson06", "minigpt.model"),
-    ("minigpt.checks.lesson06", "minigpt.names_gpt"),
-    ("minigpt.checks.lesson07", "minigpt.model"),
-    ("minigpt.checks.lesson07", "minigpt.train"),
-    ("minigpt.checks.lesson08", "minigpt.generate"),
-    ("minigpt.checks.lesson09", "minigpt.interpret"),
-    ("minigpt.checks.lesson09", "minigpt.model"),
-    ("minigpt.checks.lesson10", "minigpt.bpe"),
-    ("minigpt.checks.lesson10", "minigpt.generate"),
-    ("minigpt.checks.lesson10", "minigpt.hf"),
-    ("minigpt.checks.lesson10", "minigpt.model"),
-    ("minigpt.checks.lesson11", "minigpt.apps"),
-    ("minigpt.checks.lesson11", "minigpt.model"),
-    ("minigpt.checks.lesson12", "minigpt.model"),
-    ("minigpt.checks.lesson12", "minigpt.probes"),
-    ("minigpt.checks.lesson12", "minigpt.tokenizer"),
-}
 
 
 @dataclass(frozen=True)
@@ -131,7 +100,7 @@ def is_library(name: str) -> bool:
     return name not in ENTRY_POINTS and not (name == "minigpt.commands" or name.startswith("minigpt.commands."))
 
 
-def graph(skip=KNOWN_UNTIL_MERGE) -> dict[str, set[str]]:
+def graph(skip=frozenset()) -> dict[str, set[str]]:
     edges = {name: set() for name in MODULES}
     for imp in ALL_IMPORTS:
         if imp.imported in MODULES and imp.imported != imp.importer and (imp.importer, imp.imported) not in skip:
@@ -196,8 +165,7 @@ def test_no_library_module_exits_the_process():
 
 def test_in_function_imports_of_the_package_say_why():
     bad = [f"{i.importer} line {i.line} imports {i.imported}" for i in ALL_IMPORTS
-           if i.in_function and i.imported.startswith("minigpt") and not i.commented
-           and (i.importer, i.imported) not in KNOWN_UNTIL_MERGE]
+           if i.in_function and i.imported.startswith("minigpt") and not i.commented]
     assert bad == [], ("import at the top of the module, or say why it must wait with a `# deferred:` comment "
                        "(a heavy optional dependency; in commands/, the start-up time of --help): " + "; ".join(bad))
 
@@ -243,7 +211,55 @@ def test_help_of_every_command_does_not_import_torch():
     assert p.stdout.strip().splitlines()[-1] == "heavy: []", p.stdout
 
 
-def test_every_allowlisted_edge_is_still_an_in_function_import():
-    # An entry whose import moved to the top or went away is stale: delete it from KNOWN_UNTIL_MERGE.
-    in_function = {(i.importer, i.imported) for i in ALL_IMPORTS if i.in_function}
-    assert sorted(KNOWN_UNTIL_MERGE - in_function) == [], "fixed: remove these from KNOWN_UNTIL_MERGE"
+# The layers, top to bottom (CONTRIBUTING.md, "The house"): a module may import its own layer and the ones below.
+COMMANDS, TOOLING, CORE, UTILITIES = 3, 2, 1, 0
+TOOLING_MODULES = {"minigpt.exercises", "minigpt.progress", "minigpt.sandbox", "minigpt.doctor", "minigpt.bench",
+                   "minigpt.gpu"}
+UTILITY_MODULES = {"minigpt", "minigpt.utils", "minigpt.files"}
+LAYER_NAMES = {COMMANDS: "commands", TOOLING: "course tooling", CORE: "language-model core", UTILITIES: "utilities"}
+
+
+def layer(name: str) -> int:
+    if not is_library(name):
+        return COMMANDS
+    if name in TOOLING_MODULES or name == "minigpt.checks" or name.startswith("minigpt.checks."):
+        return TOOLING
+    return UTILITIES if name in UTILITY_MODULES else CORE  # a new module is core until CONTRIBUTING.md says otherwise
+
+
+def upward_imports(edges: dict[str, set[str]]) -> list[str]:
+    return [f"{a} ({LAYER_NAMES[layer(a)]}) imports {b} ({LAYER_NAMES[layer(b)]})"
+            for a in sorted(edges) for b in sorted(edges[a]) if layer(b) > layer(a)]
+
+
+def test_the_layer_rule_finds_a_planted_upward_import():
+    assert upward_imports({"minigpt.model": {"minigpt.checks.lesson06"}, "minigpt.checks.lesson06": set()}) == [
+        "minigpt.model (language-model core) imports minigpt.checks.lesson06 (course tooling)"]
+    assert upward_imports({"minigpt.utils": {"minigpt.model"}, "minigpt.model": set()}) != []
+    assert upward_imports({"minigpt.commands.train": {"minigpt.train", "minigpt.utils"}, "minigpt.progress":
+                           {"minigpt.checks._core", "minigpt.data"}}) == []
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    bad = upward_imports(graph())
+    assert bad == [], "each layer imports only its own and the layers below (CONTRIBUTING.md): " + "; ".join(bad)
+
+
+def test_contributing_maps_every_module_once_in_its_layer():
+    text = (PACKAGE.parent / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    start = text.index("### The house")
+    house = text[text.index("\n1. **", start): text.index("\n### ", start + 1)]
+    sections = dict(re.findall(r"\n(\d)\. \*\*[^*]+\*\*(.*?)(?=\n\d\. \*\*|\Z)", house, flags=re.S))
+    map_layer = {"2": COMMANDS, "3": TOOLING, "4": CORE, "5": UTILITIES}
+    short = {n: "checks/" if n.startswith("minigpt.checks") else "commands/" if n.startswith("minigpt.commands")
+             else n.split(".")[-1] for n in MODULES if n != "minigpt"}
+    wrong = []
+    for name, key in sorted(short.items()):
+        found = [map_layer[number] for number, body in sections.items() if number in map_layer
+                 for _ in range(body.count(f"`{key}`"))]
+        if found != [layer(name)]:
+            wrong.append(f"{key}: listed in {[LAYER_NAMES[f] for f in found]}, is {LAYER_NAMES[layer(name)]}")
+    commands = sections["2"]
+    wrong += [f"{n}: not named in the commands layer" for n in MODULES if n.startswith("minigpt.commands.")
+              and not re.search(rf"\b{n.split('.')[-1]}\b", commands)]
+    assert wrong == [], "CONTRIBUTING.md's map lists each module once, in its layer: " + "; ".join(wrong)

@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from ..data import names_split
 from ..ngram import CHARS, NGramModel, stoi
 from ..ngram import bigram_counts as _reference_counts
 from ._core import Check, fresh_generator
@@ -21,8 +22,6 @@ _SMALL = ["emma", "ava", "x", "olivia", "zoe", "anna"]
 
 
 def _names():
-    from ..data import names_split
-
     s = names_split()
     return s["train"], s["dev"]
 

@@ -13,6 +13,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..mlp import bigram_pairs
+from ..ngram import bigram_counts
 from ._core import Check, fresh_generator
 
 __all__ = ["one_hot_logits", "nll_from_logits", "softmax_ce_grad", "weights_from_counts", "train_by_hand"]
@@ -115,8 +117,6 @@ def softmax_ce_grad(fn):
 
 def weights_from_counts(fn):
     """``fn(counts, k) -> W``: weights whose softmax rows equal the add-k bigram probabilities."""
-    from minigpt.ngram import bigram_counts
-
     c = Check("weights_from_counts")
     g = fresh_generator()
     counts = bigram_counts([_WORDS[int(i)] for i in torch.randint(0, len(_WORDS), (20,), generator=g)])
@@ -147,8 +147,6 @@ def _reference_train(xs, ys, steps, lr):
 
 def train_by_hand(fn):
     """``fn(xs, ys, steps, lr) -> (W, losses)``: full-batch gradient descent from W = 0, gradient by hand."""
-    from minigpt.mlp import bigram_pairs
-
     c = Check("train_by_hand")
     g = fresh_generator()
     words = [_WORDS[int(i)] for i in torch.randint(0, len(_WORDS), (int(torch.randint(5, 15, (1,), generator=g)),),

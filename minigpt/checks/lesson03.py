@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from ..evaluate import mean_nll
+from ..mlp import CHARS, build_context_dataset
 from ._core import Check, fresh_generator
 
 __all__ = ["build_context", "embed_context", "mlp_forward", "init_params", "context_length_experiment"]
@@ -25,8 +27,6 @@ def _tensor(c: Check, value, what: str) -> torch.Tensor:
 
 def build_context(fn):
     """``fn(words, block_size) -> (X, Y)``: makemore's context windows, '.'-padded, ending with '.'."""
-    from minigpt.mlp import CHARS, build_context_dataset
-
     c = Check("build_context")
     g = fresh_generator()
     drawn = [_WORDS[int(i)] for i in torch.randperm(len(_WORDS), generator=g)[:4]]
@@ -176,9 +176,6 @@ def context_length_experiment(fn):
     trained on ``words`` for ``steps`` steps, reproducibly from ``seed``. The check re-runs it on a
     small made-up language where the right context length is known, and scores the models itself."""
     from torch import nn
-
-    from minigpt.evaluate import mean_nll
-    from minigpt.mlp import build_context_dataset
 
     c = Check("context_length_experiment")
     g = fresh_generator()

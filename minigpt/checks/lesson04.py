@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import torch
 
+from ..bpe import BPETokenizer
 from ..bpe import get_stats as _ref_stats
 from ..bpe import merge as _ref_merge
+from ..bpe import train as _ref_train
 from ._core import Check, fresh_generator
 
 _WORDS = ["the", "cat", "sat", "on", "mat", "hat", "that", "was", "flat", "token", "pair", "merge", "aa", "ab"]
@@ -98,8 +100,6 @@ def bpe_merge(fn) -> None:
 
 def bpe_encode(fn) -> None:
     """``fn(text, merges) -> ids``: UTF-8 bytes, then apply the merge with the lowest rank until none applies."""
-    from ..bpe import BPETokenizer
-
     c = Check("bpe_encode")
     # (b, c) is learned before (a, b): "abc" must become [a, bc], not [ab, c].
     cases = [
@@ -110,7 +110,6 @@ def bpe_encode(fn) -> None:
         ("the cat sat on the mat", [(116, 104), (256, 101), (97, 116), (32, 258), (32, 257)]),
         ("你好你好", [(228, 189), (256, 160)]),
     ]
-    from ..bpe import train as _ref_train
 
     g = fresh_generator()
     learned = _ref_train(_text(g, 40), 256 + int(torch.randint(5, 20, (1,), generator=g)), pattern=None)
@@ -162,8 +161,6 @@ def bpe_train(fn) -> None:
 
 def tokens_per_char(fn) -> None:
     """``fn(tokenizer, text) -> float``: number of tokens divided by number of characters."""
-    from ..bpe import BPETokenizer
-
     c = Check("tokens_per_char")
     tok = BPETokenizer([(97, 97), (97, 98), (256, 257)], pattern=None)
     g = fresh_generator()

@@ -12,6 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..viz import RandomAttention
 from ._core import Check, fresh_generator
 
 __all__ = ["average_past", "causal_attention", "split_heads", "attention_entropy", "scaling_experiment"]
@@ -127,8 +128,6 @@ def scaling_experiment(fn):
     """``fn(head_size, scaled, seed)``: the mean row entropy of the causal weights of
     ``RandomAttention(n_head=4, head_size=head_size, n_embd=32, seed=seed)`` on the sentence.
     The check re-runs it for head sizes and seeds drawn now and compares with its own measurement."""
-    from minigpt.viz import RandomAttention
-
     c = Check("scaling_experiment")
     g = fresh_generator()
     tokens = "the quick brown fox jumps over the lazy dog and runs far away from the farm".split()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..model import GPT, Block, GPTConfig
+from ..names_gpt import make_dataset
 from ._core import Check, fresh_generator
 
 __all__ = ["count_block_params", "layer_norm", "block_forward", "name_row", "stream_stds"]
@@ -18,8 +20,6 @@ __all__ = ["count_block_params", "layer_norm", "block_forward", "name_row", "str
 
 def count_block_params(fn):
     """``fn(n_embd, bias=True) -> int``: parameters of one ``minigpt.model.Block``."""
-    from minigpt.model import Block, GPTConfig
-
     c = Check("count_block_params")
     g = fresh_generator()
     drawn = [(4 * int(torch.randint(2, 100, (1,), generator=g)), bool(b)) for b in (True, False)]
@@ -81,8 +81,6 @@ def layer_norm(fn):
 
 def block_forward(fn):
     """``fn(block, x)`` must equal ``block(x)`` for a pre-LN ``minigpt.model.Block``."""
-    from minigpt.model import Block, GPTConfig
-
     c = Check("block_forward")
     g = fresh_generator()
     for _ in range(2):
@@ -128,8 +126,6 @@ def block_forward(fn):
 
 def name_row(fn):
     """``fn(word, block_size) -> (x, y)``: two lists like one row of ``minigpt.names_gpt.make_dataset``."""
-    from minigpt.names_gpt import make_dataset
-
     c = Check("name_row")
     g = fresh_generator()
     letters = "abcdefghijklmnopqrstuvwxyz"
@@ -173,8 +169,6 @@ def _ref_stream_stds(model, idx):
 def stream_stds(fn):
     """``fn(model, idx) -> list``: the standard deviation of the residual stream (all its numbers
     together) after the embeddings and after each block: n_layer + 1 floats; the model unchanged."""
-    from minigpt.model import GPT, GPTConfig
-
     c = Check("stream_stds")
     g = fresh_generator()
     for _ in range(2):

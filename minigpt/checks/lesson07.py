@@ -13,6 +13,8 @@ import math
 
 import torch
 
+from ..model import GPT, GPTConfig
+from ..train import PRESETS, get_lr
 from ._core import Check, fresh_generator
 
 __all__ = [
@@ -37,8 +39,6 @@ def _phase(step: int, cfg) -> str:
 
 def lr_schedule(fn):
     """``fn(step, cfg) -> float`` must match :func:`minigpt.train.get_lr` at every step."""
-    from minigpt.train import PRESETS, get_lr
-
     c = Check("lr_schedule")
     base = PRESETS["shakespeare-char-cpu"]
     g = fresh_generator()
@@ -103,8 +103,6 @@ def tokens_per_step(fn):
 
 
 def _tiny_gpt(seed: int = 0, batch: int = 8):
-    from minigpt.model import GPT, GPTConfig
-
     torch.manual_seed(seed)
     model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=2, n_head=2, n_embd=16))
     g = torch.Generator().manual_seed(seed + 1)
@@ -365,8 +363,6 @@ def _spike_run(fn):
     import copy
 
     from torch.optim.optimizer import register_optimizer_step_pre_hook
-
-    from minigpt.model import GPT, GPTConfig
 
     c = Check("spike_run")
     g = fresh_generator()

@@ -12,6 +12,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..generate import repetition_penalty as _reference_penalty
+from ..generate import top_p_filter as _reference_top_p_filter
 from ._core import Check, fresh_generator
 
 __all__ = ["top_p_filter", "repetition_penalty", "cached_attention_step", "distinct_n", "best_temperature"]
@@ -22,9 +24,7 @@ def _kept(logits: torch.Tensor) -> torch.Tensor:
 
 
 def _ref_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
-    from minigpt.generate import top_p_filter as ref
-
-    return ref(logits, p)
+    return _reference_top_p_filter(logits, p)
 
 
 def _kept_below_p(probs: torch.Tensor, p: float) -> torch.Tensor:
@@ -86,8 +86,6 @@ def top_p_filter(fn):
 def repetition_penalty(fn):
     """``fn(logits, context, penalty)``: logits (B, V), context (B, T) ids; every token that occurs in
     its row's context is penalised once: positive logits divided by ``penalty``, negative multiplied."""
-    from minigpt.generate import repetition_penalty as ref_penalty
-
     c = Check("repetition_penalty")
     g = fresh_generator()
     for _ in range(4):
@@ -98,7 +96,7 @@ def repetition_penalty(fn):
         logits[0, context[0, 0]] = -abs(logits[0, context[0, 0]]) - 0.5  # a seen token with a negative logit
         penalty = float(torch.empty(1).uniform_(1.2, 2.5, generator=g))
         counts = torch.zeros(B, V).scatter_add_(1, context, torch.ones(B, T))
-        ref = ref_penalty(logits, counts, penalty)
+        ref = _reference_penalty(logits, counts, penalty)
         got = c.call(fn, logits.clone(), context.clone(), penalty)
         c.shape(got, (B, V), "the penalised logits")
         got = torch.as_tensor(got).detach().double()

@@ -12,6 +12,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..interpret import ablate_heads, nll
+from ..model import GPT, GPTConfig
 from ._core import Check, fresh_generator
 
 __all__ = ["mean_attention_distance", "previous_token_score", "zero_head", "lens_logits", "head_importance"]
@@ -118,8 +120,6 @@ def zero_head(fn):
 
 
 def _small_gpt(g, n_layer: int | None = None):
-    from minigpt.model import GPT, GPTConfig
-
     n_head = int(torch.randint(2, 4, (1,), generator=g))
     n_layer = n_layer or int(torch.randint(1, 3, (1,), generator=g))
     cfg = GPTConfig(block_size=16, vocab_size=int(torch.randint(10, 30, (1,), generator=g)),
@@ -172,8 +172,6 @@ def lens_logits(fn):
 def head_importance(fn):
     """``fn(model, x, y, layer, head)``: how much the held-out NLL of targets y given inputs x rises
     when that head's output is zeroed; the model must be left as it was."""
-    from minigpt.interpret import ablate_heads, nll
-
     c = Check("head_importance")
     g = fresh_generator()
     for case in range(3):

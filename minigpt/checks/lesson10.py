@@ -12,6 +12,10 @@ import math
 
 import torch
 
+from ..bpe import bytes_to_unicode
+from ..generate import check_sampling_args
+from ..hf import hf_config
+from ..model import GPT, GPTConfig
 from ._core import Check, fresh_generator
 
 __all__ = ["generate_kwargs", "hf_state_dict", "bits_per_char", "unspell"]
@@ -53,8 +57,6 @@ def _draw_generate_cases(g) -> list[tuple[dict, int, str]]:
 def generate_kwargs(fn):
     """``fn(hf_kwargs, prompt_len)``: the keyword arguments of ``minigpt.generate`` (``max_new_tokens``,
     ``temperature``, ``top_k``, ``top_p``, ``repetition``) that do what ``model.generate(**hf_kwargs)`` does."""
-    from ..generate import check_sampling_args
-
     c = Check("generate_kwargs")
     for hf, p, what in _draw_generate_cases(fresh_generator()):
         got = c.call(fn, dict(hf), p)
@@ -91,8 +93,6 @@ _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c
 
 
 def _random_gpt(g):
-    from ..model import GPT, GPTConfig
-
     n_head = int(torch.randint(1, 4, (1,), generator=g))
     cfg = GPTConfig(block_size=int(torch.randint(8, 24, (1,), generator=g)),
                     vocab_size=int(torch.randint(20, 90, (1,), generator=g)),
@@ -127,8 +127,6 @@ def hf_state_dict(fn):
                    + ("; a square matrix must be transposed too" if name.endswith(_CONV1D) else ""))
         # the proof: transformers' GPT-2 with these weights gives minigpt's logits
         from transformers import GPT2LMHeadModel
-
-        from ..hf import hf_config
 
         hf = GPT2LMHeadModel(hf_config(cfg)).eval()
         hf.load_state_dict({k: v for k, v in got.items() if k in hf.state_dict()}, strict=False)
@@ -172,8 +170,6 @@ def bits_per_char(fn):
 # ---- 4. GPT-2's byte-to-unicode spelling ------------------------------------------------------------------
 def unspell(fn):
     """``fn(text)`` for a token as GPT-2's files spell it (``"Ġthe"``): the token's bytes (``b" the"``)."""
-    from ..bpe import bytes_to_unicode
-
     c = Check("unspell")
     g = fresh_generator()
     table = bytes_to_unicode()

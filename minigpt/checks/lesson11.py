@@ -12,6 +12,8 @@ import math
 
 import torch
 
+from ..apps import GPTClassifier, fine_tune_classifier, pad_batch
+from ..model import GPT, GPTConfig
 from ._core import Check, fresh_generator
 
 __all__ = ["precision_recall", "choose_threshold", "calibration_error", "recall_at_k", "freeze_body"]
@@ -202,9 +204,6 @@ def recall_at_k(fn):
 
 def freeze_body(fn):
     """``fn(clf)`` for a :class:`minigpt.apps.GPTClassifier`: only the head trains afterwards."""
-    from minigpt.apps import GPTClassifier, fine_tune_classifier, pad_batch
-    from minigpt.model import GPT, GPTConfig
-
     c = Check("freeze_body")
     g = fresh_generator()
     torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=g)))

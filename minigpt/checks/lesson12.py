@@ -14,6 +14,9 @@ import numpy as np
 import regex
 import torch
 
+from ..model import GPT, GPTConfig
+from ..probes import word_logprob
+from ..tokenizer import CharTokenizer
 from ._core import Check, fresh_generator
 
 __all__ = ["memory_parts", "power_law_fit", "word_prob", "format_allowed", "copied_share"]
@@ -84,9 +87,6 @@ def power_law_fit(fn):
 
 
 def _small_char_gpt(g):
-    from minigpt.model import GPT, GPTConfig
-    from minigpt.tokenizer import CharTokenizer
-
     tok = CharTokenizer(sorted(set("\n !',.:;?abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")))
     torch.manual_seed(_randint(g, 0, 2**31))
     model = GPT(GPTConfig(block_size=32, vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=16))
@@ -98,8 +98,6 @@ def _small_char_gpt(g):
 
 def word_prob(fn):
     """``fn(model, tok, context, word)``: P(word's characters, then a non-letter | context) for a character model."""
-    from minigpt.probes import word_logprob
-
     c = Check("word_prob")
     g = fresh_generator()
     model, tok = _small_char_gpt(g)
