@@ -28,7 +28,10 @@ def fast_mode() -> bool:
     if log:
         with open(log, "a", encoding="utf-8") as f:
             # kernel=1 marks a notebook kernel, so the suite's sentinel counts kernels, not test processes
-            f.write(f"fast={int(fast)} pid={os.getpid()} kernel={int('ipykernel' in sys.modules)}\n")
+            # (which may import ipykernel without being one)
+            app = sys.modules.get("ipykernel.kernelapp")
+            kernel = bool(app is not None and app.IPKernelApp.initialized())
+            f.write(f"fast={int(fast)} pid={os.getpid()} kernel={int(kernel)}\n")
     return fast
 
 
