@@ -19,9 +19,8 @@ import contextlib
 from collections.abc import Iterable
 
 import torch
-import torch.nn.functional as F
 
-from .evaluate import mean_nll
+from .evaluate import mean_nll, token_nll
 
 __all__ = ["attention", "held_out_windows", "head_stats", "induction_test", "ablate_heads", "ablation_nll",
            "logit_lens", "nll"]
@@ -92,9 +91,8 @@ def induction_test(model, n_seqs: int = 64, length: int | None = None, vocab: It
     pool = torch.tensor(list(vocab) if vocab is not None else range(model.config.vocab_size))
     seq = pool[torch.randint(len(pool), (n_seqs, L), generator=generator)]
     x = torch.cat([seq, seq], dim=1).to(device)  # (N, 2L)
-    logits, _ = model(x)
-    losses = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), x[:, 1:].flatten(), reduction="none")
-    by_pos = losses.view(n_seqs, 2 * L - 1).mean(0).cpu()  # predicting token t + 1 from tokens <= t
+    losses = token_nll(model, x[:, :-1], x[:, 1:])  # (N, 2L - 1), minigpt.evaluate's per-token NLL
+    by_pos = losses.mean(0).cpu()  # predicting token t + 1 from tokens <= t
     w = attention(model, x).cpu()  # (n_layer, N, H, 2L, 2L)
     t = torch.arange(L, 2 * L)  # queries in the second copy
     src = t - L + 1  # the token after the earlier occurrence of token t
