@@ -300,7 +300,7 @@ def load_hf(name_or_dir, attn_impl: str = "sdpa"):
     The config is checked (:func:`check_hf_config`) before any weights are read. The tokenizer comes
     from the folder's ``tokenizer.json`` (None when there is none and it is not GPT-2's vocabulary).
     """
-    from transformers import AutoConfig, GPT2LMHeadModel
+    from transformers import GPT2LMHeadModel  # deferred: transformers takes seconds to import
 
     name = str(name_or_dir)
     local = _looks_like_path(name)
@@ -314,21 +314,31 @@ def load_hf(name_or_dir, attn_impl: str = "sdpa"):
         if not (path / "config.json").is_file():
             hint = " (a minigpt run folder: it is already a minigpt checkpoint)" if (path / "latest.json").exists() else ""
             raise ValueError(f"{path} is not a Hugging Face model folder: it has no config.json{hint}")
+    hf, config = read_pretrained(name, local, GPT2LMHeadModel, check_hf_config)
+    model = from_hf(hf, attn_impl=attn_impl)
+    return model, _hf_tokenizer_for(name, local, config.vocab_size)
+
+
+def read_pretrained(name: str, local: bool, model_class, check_config):
+    """``(model, config)`` of the transformers folder or Hub name ``name``: the config first, checked by
+    ``check_config`` before any weights are read, then the weights in eval mode. Every failure is one
+    line; a weights file that is a pickle able to run code is refused, never loaded (GPT-2 and Llama)."""
+    from transformers import AutoConfig  # deferred: transformers takes seconds to import
+
     try:
         config = AutoConfig.from_pretrained(name, local_files_only=local)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"cannot read the config of {name!r}: {first}") from None
-    check_hf_config(config)
+    check_config(config)
     try:
-        hf = GPT2LMHeadModel.from_pretrained(name, local_files_only=local).eval()
+        hf = model_class.from_pretrained(name, local_files_only=local).eval()
     except Exception as e:  # noqa: BLE001 - a damaged or unsafe weights file: one line that names it
         if isinstance(e, (OSError, ValueError)) and not _refused_pickle(e):
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ValueError(f"cannot load the weights of {name!r}: {first}") from None
         raise ValueError(_bad_weights_message(name, local, e)) from None
-    model = from_hf(hf, attn_impl=attn_impl)
-    return model, _hf_tokenizer_for(name, local, config.vocab_size)
+    return hf, config
 
 
 def _refused_pickle(e: Exception) -> bool:

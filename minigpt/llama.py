@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .hf import save_hf_folder, tokenizer_from_hf
+from .hf import read_pretrained, save_hf_folder, tokenizer_from_hf
 from .model import GPT, GPTConfig
 
 __all__ = ["FAMILIES", "llama_family", "check_llama_exportable", "llama_config", "to_llama", "check_llama_config",
@@ -259,24 +259,15 @@ def load_llama(name_or_dir, attn_impl: str = "sdpa", block_size: int | None = No
     """``(model, tokenizer)`` from a Llama or Qwen3 folder (``save_pretrained``, :func:`export_llama`) or
     Hub name. The config is checked before any weights are read; the tokenizer is the folder's
     ``tokenizer.json`` when minigpt can read it (characters, or a GPT-2-style byte-level BPE), else None."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM  # deferred: transformers takes seconds to import
 
     name = str(name_or_dir)
     path = Path(name).expanduser()
     local = path.exists()
     if local and not (path / "config.json").is_file():
         raise ValueError(f"{path} is not a Hugging Face model folder: it has no config.json")
-    try:
-        config = AutoConfig.from_pretrained(name, local_files_only=local)
-    except (OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"cannot read the config of {name!r}: {first}") from None
-    check_llama_config(config)
-    try:
-        hf = AutoModelForCausalLM.from_pretrained(name, local_files_only=local).float().eval()
-    except (OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"cannot load the weights of {name!r}: {first}") from None
+    hf, config = read_pretrained(name, local, AutoModelForCausalLM, check_llama_config)
+    hf = hf.float()
     model = from_llama(hf, attn_impl=attn_impl, block_size=block_size)
     tokenizer = None
     if local and (path / "tokenizer.json").is_file():
