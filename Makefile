@@ -68,7 +68,8 @@ test-fast: setup
 # Every exercise check's tests on 50 fresh draws each (the repeats of a test become its draws), seeded
 # by the run: a failure prints the seed that replays it. Not part of `make test` (it takes minutes).
 test-checks-stress: setup
-	$(BIN)/python -m pytest tests/test_checks_*.py -p no:nbval -o addopts="" -q --check-draws=50
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest tests/test_checks_*.py -p no:nbval -o addopts="" -q \
+	  --check-draws=50 -n $(TEST_WORKERS) --dist loadscope
 
 # Lessons 05, 08 (and 09) in a real JupyterLab in headless Chromium: Run All, no errors, every widget
 # shown, a slider moved from the keyboard redraws its figure; screenshots. Not part of `make test`
