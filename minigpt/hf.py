@@ -391,9 +391,15 @@ def import_hf(name_or_dir, out_dir, overwrite: bool = False) -> Path:
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise ValueError(f"{out} is not empty; choose a new folder, or pass --overwrite (overwrite=True)")
     model, tok = load_hf(name_or_dir)
+    return save_imported(model, tok, name_or_dir, out, f"{name_or_dir} has no tokenizer.json, and a minigpt "
+                         "checkpoint carries its tokenizer; save the tokenizer into the folder (tokenizer.save_pretrained)")
+
+
+def save_imported(model, tok, name_or_dir, out: Path, no_tokenizer: str) -> Path:
+    """Write an imported model and its tokenizer as a minigpt checkpoint in ``out`` (GPT-2 and Llama imports);
+    ``no_tokenizer`` is the one-line error when there is no tokenizer minigpt can read."""
     if tok is None:
-        raise ValueError(f"{name_or_dir} has no tokenizer.json, and a minigpt checkpoint carries its tokenizer; "
-                         "save the tokenizer into the folder (tokenizer.save_pretrained)")
+        raise ValueError(no_tokenizer)
     if tok.vocab_size != model.config.vocab_size:
         raise ValueError(f"the tokenizer of {name_or_dir} has {tok.vocab_size} tokens but the model "
                          f"{model.config.vocab_size}; minigpt needs them equal")

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .hf import read_pretrained, save_hf_folder, tokenizer_from_hf
+from .checkpoint import Checkpoint, load_checkpoint
+from .hf import read_pretrained, save_hf_folder, save_imported, tokenizer_from_hf
 from .model import GPT, GPTConfig
 
 __all__ = ["FAMILIES", "llama_family", "check_llama_exportable", "llama_config", "to_llama", "check_llama_config",
@@ -287,11 +287,5 @@ def import_llama(name_or_dir, out_dir, overwrite: bool = False, block_size: int 
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise ValueError(f"{out} is not empty; choose a new folder, or pass overwrite=True")
     model, tok = load_llama(name_or_dir, block_size=block_size)
-    if tok is None:
-        raise ValueError(f"{name_or_dir} has no tokenizer.json that minigpt can read (characters, or a GPT-2-style "
-                         "byte-level BPE), and a minigpt checkpoint carries its tokenizer")
-    if tok.vocab_size != model.config.vocab_size:
-        raise ValueError(f"the tokenizer of {name_or_dir} has {tok.vocab_size} tokens but the model "
-                         f"{model.config.vocab_size}; minigpt needs them equal")
-    save_checkpoint(out, model, tok, 0, train_config={}, extra={"imported_from": str(name_or_dir)})
-    return out
+    return save_imported(model, tok, name_or_dir, out, f"{name_or_dir} has no tokenizer.json that minigpt can read "
+                         "(characters, or a GPT-2-style byte-level BPE), and a minigpt checkpoint carries its tokenizer")
