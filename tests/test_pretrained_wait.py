@@ -15,28 +15,30 @@ from minigpt.checkpoint import LOCK
 from minigpt.pretrained import course_config, shakespeare_gpt
 
 CALL = textwrap.dedent("""
-    import sys, torch
+    import pathlib, sys, time, torch
     torch.set_num_threads(1)
     from minigpt.pretrained import shakespeare_gpt
+    if len(sys.argv) > 3:  # wait, already started (torch imported), until the first process holds the lock
+        while not pathlib.Path(sys.argv[3]).exists():
+            time.sleep(0.01)
     ck = shakespeare_gpt("tiny", fast=False, device="cpu", progress=False, wait=float(sys.argv[1]))
     torch.save(ck.model.state_dict(), sys.argv[2])
 """)
 
 
-def start(runs, wait, out):
+def start(runs, wait, out, after_lock=None):
     env = {**os.environ, "MINIGPT_RUNS_DIR": str(runs), "PYTHONPATH": os.pathsep.join(sys.path)}
-    return subprocess.Popen([sys.executable, "-c", CALL, str(wait), str(out)], env=env, text=True,
+    extra = [str(after_lock)] if after_lock else []
+    return subprocess.Popen([sys.executable, "-c", CALL, str(wait), str(out), *extra], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def test_a_second_call_waits_for_the_first_and_loads_its_checkpoint(tmp_path):
     folder = tmp_path / "tiny"
+    # the second starts at once (its start-up, importing torch, would outlast a tiny run) and calls
+    # shakespeare_gpt() as soon as the first process holds the run's lock
+    second = start(tmp_path, 60, tmp_path / "second.pt", after_lock=folder / LOCK)
     first = start(tmp_path, 60, tmp_path / "first.pt")
-    deadline = time.monotonic() + 60
-    while not (folder / LOCK).exists():  # the first process is training now
-        assert first.poll() is None and time.monotonic() < deadline, first.communicate()[0]
-        time.sleep(0.05)
-    second = start(tmp_path, 60, tmp_path / "second.pt")
     said_first = first.communicate(timeout=120)[0]
     said_second = second.communicate(timeout=120)[0]
     assert first.returncode == 0, said_first
