@@ -1,13 +1,56 @@
 """Fixtures shared by the package tests (the suite-wide wiring is in the top-level conftest.py)."""
 
 import functools
+import http.server
 import os
 import random
+import threading
+import urllib.parse
 
 import pytest
 import torch
 
 from minigpt.data import shakespeare_split
+
+
+@pytest.fixture
+def file_server():
+    """Start local HTTP servers on 127.0.0.1: ``start(files, respond=None)`` serves ``files`` (a dict from
+    path without the leading slash to bytes, read at request time so a test may change it) and returns
+    ``(base_url, hits)``, ``hits`` the unquoted paths asked for. ``respond(handler, path)`` may answer a
+    request itself (return True), e.g. to cut a transfer off. Unknown paths get 404."""
+    servers = []
+
+    def start(files, respond=None):
+        hits = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                path = urllib.parse.unquote(self.path).lstrip("/")
+                hits.append(path)
+                if respond is not None and respond(self, path):
+                    return
+                body = files.get(path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+        servers.append(httpd)
+        return f"http://127.0.0.1:{httpd.server_address[1]}", hits
+
+    yield start
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 @pytest.fixture(scope="module")

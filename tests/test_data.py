@@ -4,10 +4,8 @@ Downloads are served by a local HTTP server on 127.0.0.1; nothing reaches the in
 """
 
 import hashlib
-import http.server
 import json
 import os
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -23,41 +21,21 @@ GOOD_SHA = hashlib.sha256(GOOD).hexdigest()
 
 
 @pytest.fixture
-def server():
+def server(file_server):
     """A local HTTP server with /good.txt (the right bytes), /bad.txt (wrong bytes), /missing (404),
     and two transfers cut off halfway: /cut.txt (declares the full Content-Length) and
     /cut-nolength.txt (declares nothing, so only the registry size tells)."""
-    files = {"/good.txt": GOOD, "/bad.txt": GOOD[:-1] + b"X"}
-    hits = []
+    def cut(handler, path):
+        if not path.startswith("cut"):
+            return False
+        handler.send_response(200)
+        if path == "cut.txt":
+            handler.send_header("Content-Length", str(len(GOOD)))
+        handler.end_headers()
+        handler.wfile.write(GOOD[:300])  # then the connection closes (HTTP/1.0)
+        return True
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            hits.append(self.path)
-            if self.path.startswith("/cut"):
-                self.send_response(200)
-                if self.path == "/cut.txt":
-                    self.send_header("Content-Length", str(len(GOOD)))
-                self.end_headers()
-                self.wfile.write(GOOD[:300])  # then the connection closes (HTTP/1.0)
-                return
-            body = files.get(self.path)
-            if body is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", hits
-    httpd.shutdown()
-    httpd.server_close()
+    return file_server({"good.txt": GOOD, "bad.txt": GOOD[:-1] + b"X"}, respond=cut)
 
 
 @pytest.fixture
@@ -80,7 +58,7 @@ def test_download_checks_sha256_and_caches(tiny_registry):
     # The second call reads the cache and does not download again.
     path2, source2 = data.locate("tiny", progress=False)
     assert (path2, source2) == (path, "cache")
-    assert hits == ["/good.txt"]
+    assert hits == ["good.txt"]
 
 
 def test_cache_honours_xdg_cache_home(tiny_registry, tmp_path):

@@ -2,12 +2,9 @@
 and the derive path end to end (small traditional-character sources served on 127.0.0.1)."""
 
 import hashlib
-import http.server
 import json
 import math
 import sys
-import threading
-import urllib.parse
 from collections import Counter
 
 import numpy as np
@@ -221,46 +218,25 @@ POETS_BYTES = _jsonl({"label": EXPECTED_POEMS[i][0], "text": EXPECTED_POEMS[i][2
 
 
 @pytest.fixture
-def sources(monkeypatch, tmp_path):
+def sources(monkeypatch, tmp_path, file_server):
     """The two source files served on 127.0.0.1, listed in a source list like the package's, with the
     registry's checksums set to the expected derived files; an empty cache and no offline folder."""
     files = {"全唐诗/poet.tang.0.json": json.dumps(SOURCE_0, ensure_ascii=False).encode(),
              "全唐诗/poet.tang.1000.json": json.dumps(SOURCE_1000, ensure_ascii=False).encode()}
     served = dict(files)
-    hits = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            rel = urllib.parse.unquote(self.path).lstrip("/")
-            hits.append(rel)
-            body = served.get(rel)
-            if body is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    base, hits = file_server(served)
     listing = tmp_path / "tang_sources.sha256"
     listing.write_text("# test sources\n# sha256  bytes  path\n" + "".join(
         f"{hashlib.sha256(b).hexdigest()}  {len(b)}  {rel}\n" for rel, b in files.items()), encoding="utf-8")
     monkeypatch.setattr(tang, "SOURCE_LIST", listing)
-    monkeypatch.setattr(tang, "SOURCE_BASE_URL", f"http://127.0.0.1:{httpd.server_address[1]}")
+    monkeypatch.setattr(tang, "SOURCE_BASE_URL", base)
     for name, blob in (("tang-poems", POEMS_BYTES), ("tang-poets", POETS_BYTES)):
         ds = data.dataset(name)
         monkeypatch.setitem(data.DATASETS, name, data.DataSet(ds.name, ds.filename, ds.url, len(blob),
                                                               hashlib.sha256(blob).hexdigest(), "", "tang"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("MINIGPT_DATA_DIR", raising=False)
-    yield served, hits
-    httpd.shutdown()
-    httpd.server_close()
+    return served, hits
 
 
 def test_the_fake_converter_agrees_with_opencc_on_the_test_poems():
