@@ -153,19 +153,25 @@ def attention_only_gpt(vocab_size: int, block_size: int, n_layer: int = 2, n_hea
     return model
 
 
-def train_induction_model(steps: int = 600, vocab_size: int = 64, block_size: int = 64, batch_size: int = 32,
-                          lr: float = 3e-3, seed: int = 0, n_layer: int = 2, progress: bool = False):
+def train_induction_model(steps: int = 1000, vocab_size: int = 32, block_size: int = 16, batch_size: int = 64,
+                          lr: float = 3e-3, seed: int = 0, n_layer: int = 2, n_head: int = 1, min_period: int = 2,
+                          progress: bool = False):
     """Train :func:`attention_only_gpt` on :func:`repeated_random_tokens` (AdamW, constant ``lr``).
-    Returns ``(model, losses)``: the model in eval mode and the training loss at every step (nats)."""
+    Returns ``(model, losses)``: the model in eval mode and the training loss at every step (nats).
+
+    The defaults (one head a layer, periods of 2 to 8 tokens in a context of 16) train in seconds on a CPU.
+    With more heads than periods, layer-0 heads can copy from a fixed distance instead (one head per
+    period); with one head a layer that shortcut covers one period only. In a longer context the model
+    sits much longer on the plateau where it only learns "a token seen before is likely"."""
     from tqdm.auto import tqdm
 
-    model = attention_only_gpt(vocab_size, block_size, n_layer=n_layer, seed=seed)
+    model = attention_only_gpt(vocab_size, block_size, n_layer=n_layer, n_head=n_head, seed=seed)
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     losses = []
     model.train()
     for _ in tqdm(range(steps), desc="training the control", disable=not progress):
-        batch = repeated_random_tokens(batch_size, block_size, vocab_size, generator=g)
+        batch = repeated_random_tokens(batch_size, block_size, vocab_size, min_period=min_period, generator=g)
         _, loss = model(batch[:, :-1], batch[:, 1:])
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -14,7 +14,7 @@ import torch
 
 from ..bpe import bytes_to_unicode
 from ..generate import check_sampling_args, generate
-from ..hf import hf_config
+from ..hf import hf_config, to_hf
 from ..model import GPT, GPTConfig
 from ._core import Check, fresh_generator
 
@@ -57,11 +57,11 @@ def _draw_generate_cases(g) -> list[tuple[dict, int, str]]:
 
 def _tiny_pair(g):
     """A small random GPT in minigpt and the same weights in transformers' GPT2LMHeadModel."""
-    from ..hf import to_hf
-
     torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
     ours = GPT(GPTConfig(block_size=64, vocab_size=int(torch.randint(200, 400, (1,), generator=g)), n_layer=1,
                          n_head=2, n_embd=32)).eval()
+    with torch.no_grad():  # spread the logits (std about 4): near-uniform ones put float ties at top-p's edge
+        ours.transformer.wte.weight.mul_(40)
     return ours, to_hf(ours).eval()
 
 
