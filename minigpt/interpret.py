@@ -6,8 +6,8 @@ what the residual stream "believes" after each layer.
 - :func:`induction_test`: sequences repeated twice (random tokens, or ones you give), the loss on each
   copy and a per-head induction score (Olsson et al. 2022);
 - :func:`attention_only_gpt` / :func:`train_induction_model`: the positive control for that test, a
-  two-layer attention-only GPT trained on repeated random tokens, where induction heads form
-  (Elhage et al. 2021; Olsson et al. 2022);
+  two-layer attention-only GPT trained on repeated random tokens, a setting where induction heads have
+  been seen to form (Elhage et al. 2021; Olsson et al. 2022);
 - :func:`ablate_heads` / :func:`ablation_nll`: switch one head off (zero it, or replace it by its mean
   output, :func:`head_means`) and measure the held-out NLL;
 - :func:`logit_lens`: decode the residual stream after every layer through ``ln_f`` and the output
@@ -159,10 +159,13 @@ def train_induction_model(steps: int = 1000, vocab_size: int = 32, block_size: i
     """Train :func:`attention_only_gpt` on :func:`repeated_random_tokens` (AdamW, constant ``lr``).
     Returns ``(model, losses)``: the model in eval mode and the training loss at every step (nats).
 
-    The defaults (one head a layer, periods of 2 to 8 tokens in a context of 16) train in seconds on a CPU.
-    With more heads than periods, layer-0 heads can copy from a fixed distance instead (one head per
-    period); with one head a layer that shortcut covers one period only. In a longer context the model
-    sits much longer on the plateau where it only learns "a token seen before is likely"."""
+    Lesson 09 trains it with four heads a layer and periods of 4 to 8 in a context of 16: the model copies
+    within a few hundred steps, but through layer-0 heads that look a fixed distance back, not through a
+    previous-token head and an induction head. The defaults (one head a layer, periods of 2 to 8) leave
+    fewer heads than periods, so that shortcut covers less; that they give a textbook induction circuit is
+    not tested. In a longer context the model sits much longer on the plateau where it only learns "a
+    token seen before is likely".
+    """
     from tqdm.auto import tqdm
 
     model = attention_only_gpt(vocab_size, block_size, n_layer=n_layer, n_head=n_head, seed=seed)
