@@ -20,8 +20,15 @@ def generate_ref(hf, prompt_len):
     if not hf.get("do_sample", False):
         return {"max_new_tokens": new, "temperature": 0, "top_k": None, "top_p": None,
                 "repetition": hf.get("repetition_penalty", 1.0)}
-    return {"max_new_tokens": new, "temperature": hf.get("temperature", 1.0), "top_k": hf.get("top_k") or None,
+    return {"max_new_tokens": new, "temperature": hf.get("temperature", 1.0), "top_k": hf.get("top_k", 50) or None,
             "top_p": hf.get("top_p"), "repetition": hf.get("repetition_penalty", 1.0)}
+
+
+def no_filter_by_default(hf, p):  # reads generate's signature, not its generation config: top_k=50 is missed
+    out = generate_ref(hf, p)
+    if hf.get("do_sample") and "top_k" not in hf:
+        out["top_k"] = None
+    return out
 
 
 def forgets_prompt(hf, p):
@@ -36,8 +43,8 @@ def ignores_do_sample(hf, p):
 
 def keeps_top_k_zero(hf, p):
     out = generate_ref(hf, p)
-    if hf.get("do_sample"):
-        out["top_k"] = hf.get("top_k")
+    if hf.get("do_sample") and "top_k" in hf:
+        out["top_k"] = hf["top_k"]
     return out
 
 
@@ -62,6 +69,7 @@ def test_generate_kwargs_accepts_reference(attempt, capsys):
      "max_new_tokens"),  # a constant
     (forgets_prompt, "counts the prompt"),
     (ignores_do_sample, "without do_sample=True"),
+    (no_filter_by_default, "default top_k is 50"),
     (keeps_top_k_zero, "would refuse"),
     (max_length_wins, "max_new_tokens wins"),
     (tighter_limit_wins, "max_new_tokens wins"),

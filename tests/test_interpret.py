@@ -15,11 +15,15 @@ from minigpt.interpret import (  # noqa: E402
     ablate_heads,
     ablation_nll,
     attention,
+    attention_only_gpt,
+    head_means,
     head_stats,
     held_out_windows,
     induction_test,
     logit_lens,
     nll,
+    repeated_random_tokens,
+    train_induction_model,
 )
 from minigpt.model import GPT, GPTConfig  # noqa: E402
 from minigpt.tokenizer import CharTokenizer  # noqa: E402
@@ -145,6 +149,107 @@ def test_induction_test_on_a_model_that_attends_uniformly():
     assert math.isfinite(r["loss_first"]) and math.isfinite(r["loss_second"])
     with pytest.raises(ValueError, match="do not fit in block_size"):
         induction_test(model, length=9)
+
+
+def test_induction_test_on_given_sequences_scores_those_sequences():
+    model = uniform_attention(gpt(block_size=16))
+    seqs = torch.randint(0, TOK.vocab_size, (3, 6), generator=torch.Generator().manual_seed(0))
+    r = induction_test(model, sequences=seqs)
+    assert r["length"] == 6 and r["loss_by_position"].shape == (11,)
+    ref = sum(1 / (t + 1) for t in range(6, 12)) / 6
+    torch.testing.assert_close(r["score"], torch.full((2, 4), ref), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="do not fit in block_size"):
+        induction_test(model, sequences=torch.zeros(2, 9, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"\(N, length\)"):
+        induction_test(model, sequences=torch.zeros(9, dtype=torch.long))
+
+
+def test_a_model_that_copies_passes_the_induction_test():
+    """An exact copier (a hand-set 'model' that predicts the token L back) is what the test looks for."""
+    class Copier(torch.nn.Module):
+        config = GPTConfig(block_size=16, vocab_size=TOK.vocab_size, n_layer=1, n_head=1, n_embd=4)
+
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, idx, targets=None):
+            B, T = idx.shape
+            logits = torch.zeros(B, T, self.config.vocab_size)
+            for t in range(T):
+                if t + 1 >= 8:  # the next token is the one 8 back (L = 8)
+                    logits[:, t].scatter_(1, idx[:, t + 1 - 8:t + 2 - 8], 20.0)
+            return logits, None
+
+        def attention_weights(self, idx):
+            B, T = idx.shape
+            w = torch.zeros(B, 1, T, T)
+            for t in range(T):
+                w[:, 0, t, max(0, t - 7)] = 1.0
+            return [w]
+
+    r = induction_test(Copier(), n_seqs=5, generator=torch.Generator().manual_seed(0))
+    assert r["loss_first"] > math.log(TOK.vocab_size) - 0.1 and r["loss_second"] < 0.01
+    torch.testing.assert_close(r["score"], torch.ones(1, 1))
+
+
+def test_repeated_random_tokens_repeat_with_their_own_period():
+    rows = repeated_random_tokens(50, 32, 20, min_period=3, max_period=12, generator=torch.Generator().manual_seed(0))
+    assert rows.shape == (50, 33) and rows.min() >= 0 and rows.max() < 20
+    periods = []
+    for r in rows:
+        p = next(p for p in range(3, 13) if torch.equal(r[p:], r[:-p]))
+        periods.append(p)
+    assert len(set(periods)) > 3  # the period changes from row to row: no fixed offset can copy
+    with pytest.raises(ValueError, match="periods"):
+        repeated_random_tokens(2, 8, 5, min_period=6, max_period=4)
+
+
+def test_an_attention_only_block_adds_only_attention():
+    model = attention_only_gpt(vocab_size=20, block_size=8, n_layer=2, n_head=2, n_embd=16).eval()
+    block = model.transformer.h[0]
+    x = torch.randn(2, 8, 16)
+    torch.testing.assert_close(block(x), x + block.attn(block.ln_1(x)))
+    model2, losses = train_induction_model(steps=3, vocab_size=20, block_size=8, batch_size=4)
+    assert len(losses) == 3 and all(math.isfinite(v) for v in losses) and not model2.training
+
+
+def test_mean_ablation_puts_the_heads_mean_output_in_its_place():
+    model = gpt()
+    x = torch.randint(0, TOK.vocab_size, (6, 12), generator=torch.Generator().manual_seed(3))
+    hs = model.config.n_embd // model.config.n_head
+    seen = {}
+
+    def capture(module, args):
+        seen["y"] = args[0].detach().clone()
+
+    handle = model.transformer.h[1].attn.c_proj.register_forward_pre_hook(capture)
+    model(x)
+    handle.remove()
+    intact = seen["y"]  # (6, 12, C): the heads' outputs side by side
+    means = head_means(model, x, batch_size=4)
+    torch.testing.assert_close(means[1], intact.mean((0, 1)), atol=1e-6, rtol=0)
+    with ablate_heads(model, [(1, 2)], means):
+        handle = model.transformer.h[1].attn.c_proj.register_forward_pre_hook(capture)  # runs after the ablation
+        model(x)
+        handle.remove()
+    y = seen["y"]
+    torch.testing.assert_close(y[..., 2 * hs:3 * hs], intact.mean((0, 1))[2 * hs:3 * hs].expand(6, 12, hs))
+    torch.testing.assert_close(y[..., :2 * hs], intact[..., :2 * hs])  # the other heads are untouched
+    with pytest.raises(ValueError, match="no entry for layer"), ablate_heads(model, [(0, 1)], {1: means[1]}):
+        pass
+
+
+def test_ablation_nll_in_mean_mode_matches_ablate_heads_with_the_means():
+    model = gpt()
+    x = torch.randint(0, TOK.vocab_size, (4, 12), generator=torch.Generator().manual_seed(1))
+    y = torch.randint(0, TOK.vocab_size, (4, 12), generator=torch.Generator().manual_seed(2))
+    base, table = ablation_nll(model, x, y, mode="mean")
+    with ablate_heads(model, [(0, 3)], head_means(model, x)):
+        assert table[0, 3].item() == pytest.approx(nll(model, x, y), abs=1e-6)
+    assert base == pytest.approx(nll(model, x, y))
+    with pytest.raises(ValueError, match="unknown ablation 'half'"):
+        ablation_nll(model, x, y, mode="half")
 
 
 def test_held_out_windows_are_shifted_by_one():

@@ -13,8 +13,8 @@ import math
 import torch
 
 from ..bpe import bytes_to_unicode
-from ..generate import check_sampling_args
-from ..hf import hf_config
+from ..generate import check_sampling_args, generate
+from ..hf import hf_config, to_hf
 from ..model import GPT, GPTConfig
 from ._core import Check, fresh_generator
 
@@ -25,7 +25,7 @@ __all__ = ["generate_kwargs", "hf_state_dict", "bits_per_char", "unspell"]
 def _ref_generate_kwargs(hf: dict, prompt_len: int) -> dict:
     new = hf["max_new_tokens"] if hf.get("max_new_tokens") is not None else hf["max_length"] - prompt_len
     sampling = hf.get("do_sample", False)
-    top_k = hf.get("top_k")
+    top_k = hf.get("top_k", 50)  # not given: the generation config's default, 50
     top_p = hf.get("top_p")
     return {"max_new_tokens": new, "temperature": hf.get("temperature", 1.0) if sampling else 0,
             "top_k": top_k if sampling and top_k else None,
@@ -42,23 +42,52 @@ def _draw_generate_cases(g) -> list[tuple[dict, int, str]]:
     new = r(12, 40)  # with max_length below prompt + new: min(...) and max_length - prompt both differ from new
     return [
         ({"max_length": p + r(10, 40)}, p, "greedy with max_length only"),
-        ({"max_length": p + r(10, 40), "do_sample": True, "temperature": temp, "top_k": r(5, 60)}, p,
+        ({"max_length": p + r(10, 40), "do_sample": True, "temperature": temp, "top_k": r(5, 45)}, p,
          "sampling with temperature and top_k"),
+        ({"max_length": p + r(10, 40), "do_sample": True}, p, "do_sample=True and nothing else"),
         ({"max_new_tokens": new, "max_length": p + r(1, new - 2), "do_sample": True, "top_p": 0.9}, p,
          "max_new_tokens and max_length both given (max_length the tighter)"),
-        ({"max_new_tokens": r(5, 30), "max_length": 200, "do_sample": True, "top_p": 0.9}, p,
-         "max_new_tokens and max_length both given"),
+        ({"max_new_tokens": r(5, 30), "max_length": 200, "do_sample": True, "top_k": 0, "top_p": 0.9}, p,
+         "max_new_tokens and max_length both given, top_k=0"),
         ({"max_length": p + 20, "do_sample": True, "top_k": 0, "temperature": temp}, p, "sampling with top_k=0"),
         ({"max_length": p + 20, "temperature": temp, "top_k": 40, "repetition_penalty": 1.3}, p,
          "temperature and top_k given without do_sample"),
     ]
 
 
+def _tiny_pair(g):
+    """A small random GPT in minigpt and the same weights in transformers' GPT2LMHeadModel."""
+    torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
+    ours = GPT(GPTConfig(block_size=64, vocab_size=int(torch.randint(200, 400, (1,), generator=g)), n_layer=1,
+                         n_head=2, n_embd=32)).eval()
+    with torch.no_grad():  # spread the logits (std about 4): near-uniform ones put float ties at top-p's edge
+        ours.transformer.wte.weight.mul_(40)
+    return ours, to_hf(ours).eval()
+
+
+def _same_tokens(ours, theirs, hf: dict, got: dict, prompt: torch.Tensor, seed: int) -> bool:
+    """transformers' generate(**hf) and minigpt's generate(**got) from one prompt and one seed: equal tokens?"""
+    import warnings
+
+    import transformers
+
+    transformers.logging.set_verbosity_error()  # no note on max_length and max_new_tokens given together
+    torch.manual_seed(seed)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. "temperature is set but do_sample is False": the case tests it
+        ref = theirs.generate(prompt, pad_token_id=0, **hf)
+    mine = generate(ours, prompt, got["max_new_tokens"], temperature=got["temperature"], top_k=got["top_k"] or None,
+                    top_p=got["top_p"], repetition=got["repetition"], generator=torch.Generator().manual_seed(seed))
+    return torch.equal(ref, mine)
+
+
 def generate_kwargs(fn):
     """``fn(hf_kwargs, prompt_len)``: the keyword arguments of ``minigpt.generate`` (``max_new_tokens``,
     ``temperature``, ``top_k``, ``top_p``, ``repetition``) that do what ``model.generate(**hf_kwargs)`` does."""
     c = Check("generate_kwargs")
-    for hf, p, what in _draw_generate_cases(fresh_generator()):
+    g = fresh_generator()
+    answers = []
+    for hf, p, what in _draw_generate_cases(g):
         got = c.call(fn, dict(hf), p)
         c.that(isinstance(got, dict), f"return a dict of minigpt.generate's arguments, got {type(got).__name__}")
         ref = _ref_generate_kwargs(hf, p)
@@ -79,12 +108,25 @@ def generate_kwargs(fn):
                "whatever the temperature" if not hf.get("do_sample") else
                f"for {what} temperature is {got['temperature']}; it should be generate's temperature")
         if ref["temperature"]:  # the filters matter only when sampling
-            c.that((got["top_k"] or None) == ref["top_k"] and got["top_k"] != 0,
+            c.that(got["top_k"] != 0, f"for {what} top_k is 0; minigpt's 'no filter' is None")
+            if "top_k" not in hf:
+                c.that(got["top_k"] == ref["top_k"],
+                       f"for {what} top_k is {got['top_k']}; an argument not given is not 'off': it comes from the "
+                       "generation config, and transformers' default top_k is 50")
+            c.that((got["top_k"] or None) == ref["top_k"],
                    f"for {what} top_k is {got['top_k']}; top_k=0 in transformers means no top-k filter")
             c.that((got["top_p"] if got["top_p"] is not None and got["top_p"] < 1 else None) == ref["top_p"],
                    f"for {what} top_p is {got['top_p']}")
         c.that(got["repetition"] == ref["repetition"], f"for {what} repetition is {got['repetition']}; "
                "it is generate's repetition_penalty (1 when not given)")
+        answers.append((hf, got, p, what))
+    # the proof: transformers and minigpt, on the same random weights and seed, choose the same tokens
+    ours, theirs = _tiny_pair(g)
+    for hf, got, p, what in answers:
+        prompt = torch.randint(0, ours.config.vocab_size, (1, p), generator=g)
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
+        c.that(_same_tokens(ours, theirs, hf, got, prompt, seed),
+               f"for {what} transformers' generate and minigpt.generate with your arguments chose different tokens")
     c.done()
 
 
