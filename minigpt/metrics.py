@@ -15,12 +15,14 @@ scikit-learn's ``zero_division=0``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
 __all__ = ["accuracy", "confusion_matrix", "precision_recall_f1", "macro_f1", "classification_report",
            "topk_accuracy", "reliability", "expected_calibration_error", "precision_recall_curve",
-           "average_precision", "best_threshold", "recall_at_k"]
+           "average_precision", "best_threshold", "recall_at_k", "retrieval_at_k"]
 
 
 def _labels(y) -> np.ndarray:
@@ -191,10 +193,8 @@ def best_threshold(scores, labels, metric: str = "accuracy") -> tuple[float, flo
     return best_t, best
 
 
-def recall_at_k(similarity, labels, k: int) -> float:
-    """Retrieval quality of "more like this": for each item as a query, rank every *other* item by
-    ``similarity`` (N, N); recall@k = |relevant among the top k| / |relevant|, relevant = same label.
-    The mean over queries that have at least one relevant item."""
+def _top_hits(similarity, labels, k: int):
+    """For each query: how many of its top k (itself left out) share its label, and how many could."""
     sim = torch.as_tensor(np.asarray(similarity), dtype=torch.float64) if not isinstance(similarity, torch.Tensor) \
         else similarity.detach().double().cpu()
     y = torch.as_tensor(_labels(labels))
@@ -213,4 +213,29 @@ def recall_at_k(similarity, labels, k: int) -> float:
     has = n_rel > 0
     if not bool(has.any()):
         raise ValueError("no item shares its label with another: recall@k is undefined")
-    return float((hits[has].double() / n_rel[has]).mean())
+    return hits[has].double(), n_rel[has].double(), N
+
+
+def recall_at_k(similarity, labels, k: int) -> float:
+    """Retrieval quality of "more like this": for each item as a query, rank every *other* item by
+    ``similarity`` (N, N); recall@k = |relevant among the top k| / |relevant|, relevant = same label.
+    The mean over queries that have at least one relevant item."""
+    hits, n_rel, _ = _top_hits(similarity, labels, k)
+    return float((hits / n_rel).mean())
+
+
+def retrieval_at_k(similarity, labels, k: int) -> dict[str, dict[str, float]]:
+    """recall@k, precision@k and hit-rate@k (a relevant item anywhere in the top k), each with its
+    ceiling (a perfect ranking) and its expected value under a random ranking, means over the queries
+    that have a relevant item: ``{"recall": {"value", "ceiling", "random"}, "precision": ..., "hit_rate": ...}``.
+
+    recall@k cannot exceed k / |relevant| when a query has more than k relevant items, so it is small
+    even for a perfect ranking; precision@k cannot exceed |relevant| / k when it has fewer."""
+    hits, n_rel, N = _top_hits(similarity, labels, k)
+    others = N - 1
+    # a random ranking draws k of the N - 1 others without replacement: hits are hypergeometric
+    p_none = torch.tensor([math.comb(others - int(r), k) / math.comb(others, k) for r in n_rel], dtype=torch.float64)
+    mean = lambda t: float(t.mean())
+    return {"recall": {"value": mean(hits / n_rel), "ceiling": mean((k / n_rel).clamp(max=1)), "random": k / others},
+            "precision": {"value": mean(hits / k), "ceiling": mean((n_rel / k).clamp(max=1)), "random": mean(n_rel / others)},
+            "hit_rate": {"value": mean((hits > 0).double()), "ceiling": 1.0, "random": mean(1 - p_none)}}

@@ -9,6 +9,11 @@ as much writes new text from old pieces.
     index = NgramIndex(words(train_text))
     index.share(words(generated), n=6)       # copied share of the 6-grams
     index.longest_span(words(generated))     # the longest run of words found verbatim in training
+
+Copied n-grams measure novelty: how much of what the model writes is new. Memorisation is the other
+direction, measured by extraction (Carlini et al. 2021): prompt the model with the start of a training
+passage and count how often greedy decoding gives back the exact continuation. :func:`extraction_rate`
+does it; the same on held-out passages, never trained on, is its baseline.
 """
 
 from __future__ import annotations
@@ -16,7 +21,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-__all__ = ["words", "ngrams", "NgramIndex", "ngram_share"]
+import torch
+
+from .generate import generate
+
+__all__ = ["words", "ngrams", "NgramIndex", "ngram_share", "extraction_rate"]
 
 _WORD = re.compile(r"[a-z']+")
 
@@ -84,3 +93,24 @@ class NgramIndex:
 def ngram_share(generated: Sequence[str], reference: Sequence[str], n: int) -> float:
     """The share of the word n-grams of ``generated`` that also occur in ``reference`` (see :class:`NgramIndex`)."""
     return NgramIndex(reference).share(generated, n)
+
+
+@torch.no_grad()
+def extraction_rate(model, tokenizer, text: str, n: int = 200, prefix: int = 32, length: int = 32,
+                    seed: int = 0) -> dict[str, float]:
+    """Prompt ``model`` with ``n`` passages of ``text`` (random starts), ``prefix`` tokens each, decode
+    ``length`` tokens greedily and compare with the text's own continuation. Returns ``exact``, the share
+    of passages continued exactly, and ``matched``, the mean number of tokens right before the first miss."""
+    if prefix < 1 or length < 1 or prefix + length > model.config.block_size:
+        raise ValueError(f"prefix {prefix} + length {length} must be positive and fit the model's window of "
+                         f"{model.config.block_size} tokens")
+    ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+    if len(ids) <= prefix + length:
+        raise ValueError(f"the text has {len(ids)} tokens: too short for a passage of {prefix} + {length}")
+    g = torch.Generator().manual_seed(seed)
+    starts = torch.randint(0, len(ids) - prefix - length + 1, (n,), generator=g)
+    passages = ids[starts[:, None] + torch.arange(prefix + length)]  # (n, prefix + length)
+    device = next(model.parameters()).device
+    out = generate(model, passages[:, :prefix].to(device), length, temperature=0)[:, prefix:].cpu()
+    right = out == passages[:, prefix:]
+    return {"exact": float(right.all(1).double().mean()), "matched": float(right.cumprod(1).sum(1).double().mean())}

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["MALE", "FEMALE", "GENDER_PAIRS", "ROLES", "TEMPLATES", "word_logprob", "gender_share", "role_probe",
-           "cooccurrence_share", "swap_gendered_words", "tokens_per_char", "known_share"]
+           "cooccurrence_share", "swap_gendered_words", "PLANT_TEMPLATES", "planted_text", "tokens_per_char",
+           "known_share"]
 
 MALE = ("he", "him", "his")
 FEMALE = ("she", "her")
@@ -145,6 +146,36 @@ def swap_gendered_words(text: str, pairs: Sequence[tuple[str, str]] = GENDER_PAI
         return new.capitalize() if word[0].isupper() else new
 
     return pattern.sub(swap, text)
+
+
+# Sentences for a positive control: a role word, then a pronoun whose gender is drawn at a chosen rate.
+# They differ from TEMPLATES, so a probe that finds the planted rates has found an association the model
+# learned, not a sentence it memorised.
+PLANT_TEMPLATES = ["The {role} said that {subj} would come.", "Then the {role} rose, and {subj} spoke no more.",
+                   "Ask the {role} what {subj} thinks of it.", "The {role} lost {poss} way in the wood.",
+                   "I met the {role} and gave {obj} the letter.", "Good morrow to the {role}; {subj} is welcome here."]
+
+
+def planted_text(shares: dict[str, float], n_sentences: int, seed: int = 0,
+                 templates: Sequence[str] = PLANT_TEMPLATES) -> str:
+    """``n_sentences`` lines, each a template with a role word of ``shares`` (drawn uniformly) and a
+    pronoun that is male (he, him, his) with probability ``shares[role]``, else female (she, her): a
+    text in which each role's association is planted at a known strength (a probe's positive control)."""
+    if not shares or any(not 0 <= v <= 1 for v in shares.values()):
+        raise ValueError(f"shares must map role words to probabilities in [0, 1], got {shares!r:.80}")
+    if n_sentences < 1:
+        raise ValueError(f"n_sentences must be at least 1, got {n_sentences}")
+    g = torch.Generator().manual_seed(seed)
+    roles = list(shares)
+    which = torch.randint(0, len(roles), (n_sentences,), generator=g).tolist()
+    form = torch.randint(0, len(templates), (n_sentences,), generator=g).tolist()
+    coin = torch.rand(n_sentences, generator=g).tolist()
+    lines = []
+    for r, t, u in zip(which, form, coin):
+        male = u < shares[roles[r]]
+        lines.append(templates[t].format(role=roles[r], subj="he" if male else "she", obj="him" if male else "her",
+                                         poss="his" if male else "her"))
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- tokenizers and languages

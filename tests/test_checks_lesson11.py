@@ -85,11 +85,27 @@ def test_choose_threshold_accepts_reference(attempt, capsys):
     (lambda s, y: s.mean().item(), "better one exists|wrong way"),
     (threshold_flipped, "wrong way round"),
     (lambda s, y: (s[y == 1].mean() + s[y == 0].mean()).item() / 2 + 10, "better one exists|wrong way"),
+    (lambda s, y: (s[y == 1].mean() + s[y == 0].mean()).item() / 2, "better one exists|wrong way"),  # the midpoint
+    (lambda s, y: (s[y == 1].median() + s[y == 0].median()).item() / 2, "better one exists|wrong way"),
 ])
 @pytest.mark.parametrize("attempt", REPEATS)
 def test_choose_threshold_rejects_mistakes(wrong, hint, attempt):
     with pytest.raises(CheckFailed, match=hint):
         check.choose_threshold(wrong)
+
+
+def test_choose_threshold_never_passes_a_midpoint():
+    """Every draw holds a case where the midpoint of the class means is worse than the best threshold
+    (before, about 1 draw in 100 let it pass): 300 repeatable draws."""
+    from minigpt.checks import _core
+    midpoint = lambda s, y: (s[y == 1].mean() + s[y == 0].mean()).item() / 2
+    try:
+        _core.repeatable_draws("choose_threshold midpoint")
+        for _ in range(300):
+            with pytest.raises(CheckFailed):
+                check.choose_threshold(midpoint)
+    finally:
+        _core.repeatable_draws(None)
 
 
 # --------------------------------------------------------------------------- ECE

@@ -28,11 +28,12 @@ from minigpt.constrain import (
 )
 from minigpt.generate import generate
 from minigpt.model import GPT, GPTConfig
-from minigpt.overlap import NgramIndex, ngram_share, ngrams, words
+from minigpt.overlap import NgramIndex, extraction_rate, ngram_share, ngrams, words
 from minigpt.probes import (
     cooccurrence_share,
     gender_share,
     known_share,
+    planted_text,
     role_probe,
     swap_gendered_words,
     tokens_per_char,
@@ -309,3 +310,37 @@ def test_share_of_several_texts_pools_their_ngrams_without_crossing():
     assert index.share([["a", "b"], ["c", "d"]], 2) == 1.0  # ("b", "c") across the two is not counted
     assert index.share([["a", "b", "x"], ["c", "d"]], 2) == 2 / 3
     assert math.isnan(index.share([["a"], ["b"]], 2))
+
+
+def test_planted_text_holds_each_role_at_its_planted_share():
+    shares = {"king": 0.9, "nurse": 0.5, "queen": 0.1}
+    text = planted_text(shares, 3000, seed=1)
+    counted = cooccurrence_share(text, list(shares), window=6)
+    for role, share in shares.items():
+        assert counted[role][0] == pytest.approx(share, abs=0.05), role
+    assert planted_text(shares, 50, seed=3) == planted_text(shares, 50, seed=3)
+    with pytest.raises(ValueError, match="probabilities"):
+        planted_text({"king": 1.5}, 10)
+
+
+def test_extraction_rate_finds_a_memorised_text_and_not_another(one_thread):
+    tok = CharTokenizer(sorted(set(ALPHABET)))
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=16, vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=48))
+    memorised = "the king is dead; long live the queen! " * 3
+    other = "Where is the nurse? Go, bid her come hither now, quickly."
+    ids = torch.tensor(tok.encode(memorised))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(300):
+        i = torch.randint(0, len(ids) - 16, (32,))
+        x, y = ids[i[:, None] + torch.arange(16)], ids[i[:, None] + torch.arange(1, 17)]
+        loss = F.cross_entropy(model(x)[0].transpose(1, 2), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    seen = extraction_rate(model, tok, memorised, n=40, prefix=8, length=8)
+    unseen = extraction_rate(model, tok, other, n=40, prefix=8, length=8)
+    assert seen["exact"] > 0.6 and unseen["exact"] < 0.1
+    assert 0 <= unseen["matched"] < seen["matched"] <= 8
+    with pytest.raises(ValueError, match="window"):
+        extraction_rate(model, tok, memorised, prefix=10, length=10)

@@ -157,3 +157,38 @@ def test_metrics_take_tensors_as_well_as_lists():
     y, p = torch.tensor([0, 1, 1, 0]), torch.tensor([0, 1, 0, 0])
     assert M.accuracy(y, p) == 0.75
     assert M.confusion_matrix(y, p).tolist() == [[2, 0], [1, 1]]
+
+
+def test_retrieval_at_k_by_hand_and_its_ceilings():
+    # 5 items, labels 0 0 0 1 1; item 0's neighbours in order: 3, 1, 4, 2
+    labels = [0, 0, 0, 1, 1]
+    sim = torch.eye(5) * 10 + torch.tensor([[0, 3, 1, 4, 2]] + [[0] * 5] * 4).float()
+    sim = sim + torch.arange(5).flip(0).float() * 0.01  # ties broken the same way for the other rows
+    r = M.retrieval_at_k(sim, labels, 2)
+    assert r["recall"]["value"] == pytest.approx(M.recall_at_k(sim, labels, 2))
+    # ceilings: recall k / |relevant| capped at 1 (2/2, 2/2, 2/2, 1, 1), precision |relevant| / k capped at 1
+    assert r["recall"]["ceiling"] == pytest.approx(1.0)
+    assert r["precision"]["ceiling"] == pytest.approx((1 + 1 + 1 + 0.5 + 0.5) / 5)
+    assert r["recall"]["random"] == pytest.approx(2 / 4)
+    assert r["precision"]["random"] == pytest.approx((2 + 2 + 2 + 1 + 1) / 4 / 5)
+    # hit rate at random: 1 - C(4 - r, 2) / C(4, 2) for r relevant among 4 others
+    assert r["hit_rate"]["random"] == pytest.approx((3 * (1 - 1 / 6) + 2 * (1 - 3 / 6)) / 5)
+    assert r["hit_rate"]["ceiling"] == 1.0
+
+
+def test_retrieval_at_k_random_rankings_meet_their_random_baselines():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 6, (300,), generator=g)
+    sim = torch.rand(300, 300, generator=g)
+    r = M.retrieval_at_k(sim, labels, 10)
+    for key in ("recall", "precision", "hit_rate"):
+        assert r[key]["value"] == pytest.approx(r[key]["random"], abs=0.03), key
+        assert r[key]["value"] <= r[key]["ceiling"] + 1e-12
+
+
+def test_recall_ceiling_is_small_when_a_query_has_many_relevant_items():
+    labels = [0] * 50 + [1] * 50
+    sim = (torch.tensor(labels)[:, None] == torch.tensor(labels)[None, :]).float()  # a perfect ranking
+    r = M.retrieval_at_k(sim, labels, 5)
+    assert r["recall"]["value"] == pytest.approx(5 / 49) == pytest.approx(r["recall"]["ceiling"])
+    assert r["precision"]["value"] == pytest.approx(1.0) and r["hit_rate"]["value"] == pytest.approx(1.0)

@@ -70,6 +70,19 @@ def _accuracy_at(scores, labels, t):
     return float(((scores >= t).long() == labels).float().mean())
 
 
+def _shortcuts(scores, labels):
+    """Thresholds a learner might return without trying candidates: midpoints of the class means and
+    medians, the mean and the median of all scores."""
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    return [float(pos.mean() + neg.mean()) / 2, float(pos.median() + neg.median()) / 2,
+            float(scores.mean()), float(scores.median())]
+
+
+def _shortcut_passes(scores, labels):
+    best = max(_accuracy_at(scores, labels, float(s)) for s in torch.cat([scores, scores.max()[None] + 1]))
+    return any(_accuracy_at(scores, labels, t) >= best - 1e-9 for t in _shortcuts(scores, labels))
+
+
 def choose_threshold(fn):
     """``fn(dev_scores, dev_labels)`` -> t such that "positive when score >= t" has the best dev accuracy."""
     c = Check("choose_threshold")
@@ -77,10 +90,13 @@ def choose_threshold(fn):
     for case in range(3):
         n = int(torch.randint(60, 200, (1,), generator=g))
         share = [0.5, 0.2, 0.8][case]  # balanced, then few and many positives: a fixed cut-off is wrong
-        labels = (torch.rand(n, generator=g) < share).long()
-        shift = float(torch.rand(1, generator=g)) * 3 + 1.5
-        offset = float(torch.randn(1, generator=g)) * 4  # the scores are not centred on 0 or 0.5
-        scores = torch.randn(n, generator=g) + labels * shift + offset
+        for _ in range(100):  # redraw until no shortcut (a midpoint, a mean, a median) is as good as the best
+            labels = (torch.rand(n, generator=g) < share).long()
+            shift = float(torch.rand(1, generator=g)) * 3 + 1.5
+            offset = float(torch.randn(1, generator=g)) * 4  # the scores are not centred on 0 or 0.5
+            scores = torch.randn(n, generator=g) + labels * shift + offset
+            if labels.min() < labels.max() and not _shortcut_passes(scores, labels):
+                break
         got = c.call(fn, scores.clone(), labels.clone())
         try:
             t = float(got)
