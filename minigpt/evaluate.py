@@ -140,7 +140,20 @@ class NGramScorer:
 # --------------------------------------------------------------------------- plans: which windows score what
 
 def _char_offsets(tokenizer, ids: list[int]) -> list[int]:
-    """cum[i] = characters spelled by ids[:i] (per-token lengths; exact for text whose tokens end on characters)."""
+    """cum[i] = characters spelled by ids[:i]. A byte-level tokenizer (one with ``decode_bytes``) may end a
+    token inside a multi-byte character (a rare Chinese character is 3 byte tokens): such a character counts
+    for the token that completes it, so the offsets are exact for any text."""
+    if hasattr(tokenizer, "decode_bytes"):
+        ends, n = [0], 0
+        for t in ids:
+            n += len(tokenizer.decode_bytes([t]))
+            ends.append(n)
+        data = tokenizer.decode_bytes(ids)
+        starts = [0] * (len(data) + 1)  # starts[p]: characters that begin in data[:p] (UTF-8 lead bytes)
+        for p, b in enumerate(data):
+            starts[p + 1] = starts[p] + ((b & 0xC0) != 0x80)
+        inside = lambda p: p < len(data) and (data[p] & 0xC0) == 0x80  # byte p continues a character  # noqa: E731
+        return [starts[p] - inside(p) for p in ends]
     length = {t: len(tokenizer.decode([t])) for t in set(ids)}
     cum = [0]
     for t in ids:

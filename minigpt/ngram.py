@@ -56,12 +56,13 @@ class NGramModel:
     ``bos``/``eos`` are the start and end markers ('.' for both, like makemore; use ``"<s>"`` and
     ``"</s>"`` for words). With ``unk`` set (e.g. ``"<unk>"``), training tokens seen fewer than
     ``min_count`` times, and test tokens not in the vocabulary, become ``unk``; without it an unknown
-    test token has probability 0.
+    test token has probability 0. ``vocab`` adds tokens the model predicts though training never saw them
+    (e.g. every character of a data set, so held-out text has no unknown token and smoothing gives each a share).
     """
 
     def __init__(self, order: int = 2, smoothing: str = "add-k", k: float = 1.0, *,
                  discount: float | None = None, lambdas: list[float] | None = None,
-                 bos: str = ".", eos: str = ".", unk: str | None = None, min_count: int = 1):
+                 bos: str = ".", eos: str = ".", unk: str | None = None, min_count: int = 1, vocab=None):
         if not isinstance(order, int) or isinstance(order, bool) or order < 1:
             raise ValueError(f"order must be an integer >= 1 (1 = unigram, 2 = bigram), got {order!r}")
         if smoothing not in SMOOTHINGS:
@@ -80,6 +81,9 @@ class NGramModel:
         self.order, self.smoothing, self.k = order, smoothing, k
         self.discount, self.lambdas = discount, None if lambdas is None else [float(x) for x in lambdas]
         self.bos, self.eos, self.unk, self.min_count = bos, eos, unk, min_count
+        self.extra_vocab = None if vocab is None else sorted(set(vocab))
+        if self.extra_vocab is not None and bos in self.extra_vocab:
+            raise ValueError(f"vocab contains the start marker {bos!r}; pass other markers, e.g. bos='<s>', eos='</s>'")
         self.fitted = False
 
     def __repr__(self) -> str:
@@ -105,6 +109,8 @@ class NGramModel:
         if self.unk is not None and self.unk in freq:
             raise ValueError(f"the unknown token {self.unk!r} occurs in the training data; pick another unk")
         kept = sorted(t for t, c in freq.items() if c >= self.min_count)
+        if self.extra_vocab is not None:
+            kept = sorted(set(kept) | set(self.extra_vocab) - {self.eos})
         # The tokens the model predicts: end marker, unknown token, then the rest in sorted order.
         self.vocab = [self.eos] + ([self.unk] if self.unk is not None else []) + kept
         self._vocab_set = set(self.vocab)

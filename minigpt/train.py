@@ -184,7 +184,7 @@ def _oom_message(cfg: TrainConfig, device: torch.device, step: int) -> str:
 
 
 def train(cfg: TrainConfig, device=None, progress: bool = True, resume: bool = False,
-          text: dict[str, str] | None = None, overwrite: bool = False) -> TrainResult:
+          text: dict[str, str] | None = None, overwrite: bool = False, tokenizer: Tokenizer | None = None) -> TrainResult:
     """Train a GPT as ``cfg`` says and return a :class:`TrainResult`.
 
     ``device``: a name or ``torch.device``; None picks CUDA, then MPS, then CPU
@@ -194,6 +194,7 @@ def train(cfg: TrainConfig, device=None, progress: bool = True, resume: bool = F
     already holds a run is refused unless ``resume`` or ``overwrite``; while training, the folder is
     locked against a second run. Ctrl-C stops after the current step, writes a checkpoint and raises
     :class:`TrainingInterrupted`. Under ``torchrun`` this runs data-parallel (DDP) across the processes.
+    ``tokenizer``: a ready one for a new run (e.g. a BPE trained on part of the text) instead of ``cfg.tokenizer``'s.
     """
 
     rank, local_rank, world = _dist_info()
@@ -205,15 +206,15 @@ def train(cfg: TrainConfig, device=None, progress: bool = True, resume: bool = F
                              "or start again with --overwrite (overwrite=True)")
         lock = acquire_lock(cfg.out_dir)  # also proves the folder is writable, before any training
     try:
-        return _train_locked(cfg, device, progress, resume, text, rank, local_rank, world)
+        return _train_locked(cfg, device, progress, resume, text, rank, local_rank, world, tokenizer)
     finally:
         release_lock(lock)
 
 
-def _train_locked(cfg, device, progress, resume, text, rank, local_rank, world) -> TrainResult:
+def _train_locked(cfg, device, progress, resume, text, rank, local_rank, world, tokenizer=None) -> TrainResult:
     device = _setup_device(device, local_rank, world)
     try:
-        result = _train(cfg, device, progress and rank == 0, resume, text, rank, world)
+        result = _train(cfg, device, progress and rank == 0, resume, text, rank, world, tokenizer)
         if world > 1:
             # Wait for rank 0 to finish writing before anyone tears down the process group: a rank that
             # destroys gloo while its peer is still busy can abort ("terminate called without an active
@@ -279,13 +280,16 @@ class _Run:
         return self.cfg.batch_size * self.cfg.block_size * self.cfg.grad_accum_steps * self.world
 
 
-def _train(cfg, device, progress, resume, text, rank, world) -> TrainResult:
+def _train(cfg, device, progress, resume, text, rank, world, tokenizer=None) -> TrainResult:
     """One run, in the order a reader follows it: data, model, precision, optimizers, resume,
     the loop (steps, evaluations, checkpoints), the final figures."""
     t_start = time.perf_counter()
     text = _load_text(cfg, text)
     ckpt = _checkpoint_to_resume(cfg) if resume else None
-    tokenizer = ckpt.tokenizer if ckpt is not None else make_tokenizer(cfg, text)
+    if ckpt is not None:
+        tokenizer = ckpt.tokenizer
+    elif tokenizer is None:
+        tokenizer = make_tokenizer(cfg, text)
     train_data, val_data, val_starts = _encode_splits(cfg, tokenizer, text)
     model = _build_model(cfg, tokenizer.vocab_size, ckpt, device, rank)
     dtype, dtype_reason, autocast, scaler = _setup_precision(cfg, device, model, world, progress)

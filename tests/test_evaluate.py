@@ -254,3 +254,20 @@ def test_the_trainer_reports_the_separate_policy(char_tok):
     r = train(cfg, device="cpu", progress=False, text=text)
     got = bits_per_char(r.model, r.tokenizer, TEXT)
     assert r.val_loss == pytest.approx(got["nats_per_token"], rel=1e-5)
+
+
+def test_bits_per_char_counts_characters_not_byte_pieces_when_bpe_tokens_split_a_character():
+    # A byte-level BPE with few merges cuts rare Chinese characters into byte tokens; a token that ends inside a
+    # character spells no whole character, so the count must come from the bytes, not from decoding each token.
+    poem = "国破山河在，城春草木深。\n感时花溅泪，恨别鸟惊心。\n烽火连三月，家书抵万金。\n白头搔更短，浑欲不胜簪。\n\n"
+    tok = BPETokenizer.train(poem * 3, 300)
+    text = poem * 2 + "风急天高猿啸哀"  # characters the BPE never merged: one token per byte
+    ids = tok.encode(text)
+    assert any(len(tok.decode_bytes([t])) == 1 and tok.decode_bytes([t])[0] >= 0x80 for t in ids)
+    model = gpt(tok.vocab_size, block_size=16)
+    slide = bits_per_char(model, tok, text, policy="sliding", context=8)
+    assert slide["tokens"] == len(ids) - 1
+    first = len(tok.decode_bytes(ids[:1]).decode("utf-8", "ignore"))
+    assert slide["characters"] == len(text) - first
+    sep = bits_per_char(model, tok, text, context=10)
+    assert sep["characters"] <= len(text) and sep["bits_per_char"] > 0

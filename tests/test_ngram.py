@@ -270,3 +270,18 @@ def test_kneser_ney_matches_a_hand_computation():
     assert kn.prob((".",), "a") == pytest.approx(0.5 / 2 + 0.5 * 2 / 2 * 0.25)  # 0.375
     # a unigram model's only level is its top level: raw counts a 1, b 2, '.' 2 -> (2 - .5)/5 + .5 * 3/5 * 1/3
     assert NGramModel(1, "kneser-ney", discount=0.5).fit(["ab", "b"]).prob((), "b") == pytest.approx(0.4)
+
+
+def test_extra_vocab_gives_unseen_tokens_a_smoothed_share_and_distributions_still_sum_to_one():
+    # A character never seen in training but named in vocab= gets the add-k share k / (count(h) + k V);
+    # without vocab= it has probability 0 and the held-out NLL is infinite.
+    m = NGramModel(order=2, smoothing="add-k", k=0.5, vocab="abcz").fit(["abca", "bca"])
+    assert m.vocab == [".", "a", "b", "c", "z"] and m.V == 5
+    assert m.prob("a", "z") == pytest.approx(0.5 / (3 + 0.5 * 5))  # "a" is followed 3 times in training
+    assert sum(m.distribution("c").values()) == pytest.approx(1.0)
+    assert math.isfinite(m.nll(["zab"]))
+    assert NGramModel(order=2, smoothing="add-k", k=0.5).fit(["abca", "bca"]).nll(["zab"]) == math.inf
+    kn = NGramModel(order=3, smoothing="kneser-ney", vocab="abcz").fit(["abca", "bca"])
+    assert sum(kn.distribution("ab").values()) == pytest.approx(1.0) and kn.prob("ab", "z") > 0
+    with pytest.raises(ValueError, match="start marker"):
+        NGramModel(vocab="a.b")

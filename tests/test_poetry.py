@@ -192,3 +192,24 @@ def test_a_cjk_font_goes_first_in_the_sans_serif_list(fonts, capsys):
     assert matplotlib.rcParams["font.sans-serif"][0] == "Noto Sans CJK SC"
     assert matplotlib.rcParams["font.family"] == ["sans-serif"]
     assert capsys.readouterr().err == ""
+
+
+# ----- a fast form constraint and copied couplets -----------------------------------------------------------
+def test_form_constraint_allows_exactly_what_the_plain_regex_constraint_allows(val_poems):
+    tok = CharTokenizer.from_text("".join(val_poems[:200]) + "\n")
+    fast, plain = poetry.FormConstraint(tok), RegexConstraint(poetry.FORM_PATTERN, tok)
+    for poem in (val_poems[0], val_poems[7], HEIGHTS.replace("猿", "猿")):
+        for cut in (0, 3, 5, 6, 11, 12, 13, 30, len(poem) - 1, len(poem)):
+            if all(ch in tok.stoi for ch in poem[:cut]):
+                assert torch.equal(fast.allowed(poem[:cut]), plain.allowed(poem[:cut])), (poem, cut)
+    assert fast.complete(SPRING) and not fast.complete(SPRING[:-1])
+
+
+def test_copied_share_counts_couplets_found_verbatim_in_train():
+    train = [SPRING, HEIGHTS]
+    mixed = SPRING.split("\n")[0] + "\n" + "白日依山尽，黄河入海流。\n欲穷千里目，更上一层楼。\n" + HEIGHTS.split("\n")[3]
+    assert poetry.couplets(SPRING + "\n\n") == SPRING.split("\n")
+    assert poetry.copied_share([mixed], train) == 0.5
+    assert poetry.copied_share([SPRING, HEIGHTS], train) == 1.0
+    assert poetry.copied_share(["白日依山尽，黄河入海流。"], train) == 0.0
+    assert poetry.copied_share([], train) == 0.0

@@ -280,3 +280,13 @@ def test_out_of_memory_in_evaluation_says_what_to_do_too(text, monkeypatch):
     monkeypatch.setattr(T, "GPT", Hungry)
     with pytest.raises(T.TrainingError, match=r"out of memory on cpu at step 5 with batch_size=8"):
         train(tiny(max_iters=10, eval_interval=5), device="cpu", progress=False, text=text)
+
+
+def test_a_given_tokenizer_is_used_instead_of_making_one(text):
+    # A BPE trained on a part of the text, handed to the trainer: the model's vocabulary is that tokenizer's.
+    from minigpt.bpe import BPETokenizer
+
+    tok = BPETokenizer.train(text["train"][:5_000], 300, pattern="gpt2")
+    cfg = dataclasses.replace(get_preset("tiny"), max_iters=3, eval_interval=3, sample_tokens=0, out_dir=None)
+    res = train(cfg, device="cpu", progress=False, text=text, tokenizer=tok)
+    assert res.tokenizer is tok and res.model.config.vocab_size == 300 and math.isfinite(res.val_loss)
