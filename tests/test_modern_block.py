@@ -417,3 +417,22 @@ def test_the_train_commands_block_options_refuse_bad_values_in_one_line(argv, me
         assert main(["train", "--preset", "tiny", "--out", "none", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err
+
+
+def test_the_speedrun_preset_is_the_ablations_all_together_row_and_exports_as_qwen3():
+    import importlib.util
+    from pathlib import Path
+
+    from minigpt.config import get_preset
+    from minigpt.llama import check_llama_exportable
+
+    path = Path(__file__).parents[1] / "notebooks" / "14_ablation.py"
+    spec = importlib.util.spec_from_file_location("ablation14", path)
+    ablation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablation)
+    record = get_preset("shakespeare-char-cpu-10min-modern")
+    row = ablation.config(ablation.ROWS["all together (Qwen3-style)"], record.max_iters, record.seed)
+    fields = ("positions", "norm", "activation", "n_kv_head", "qk_norm", "bias", "tie_embeddings", "n_layer", "n_embd",
+              "block_size", "batch_size", "optimizer", "learning_rate")
+    assert {f: getattr(record, f) for f in fields} == {f: getattr(row, f) for f in fields}
+    assert check_llama_exportable(record.model_config(65)) == "qwen3"
