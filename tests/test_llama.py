@@ -212,3 +212,27 @@ def test_qwen3_sliding_windows_and_attention_biases_are_refused_by_name():
     with pytest.raises(ValueError, match=r"attention_bias=True"):
         check_llama_config(transformers.Qwen3Config(**base, attention_bias=True))
     check_llama_config(transformers.Qwen3Config(**base))  # the plain one is fine
+
+
+@pytest.mark.parametrize("qk_norm", [False, True])
+def test_the_command_line_exports_and_imports_llama_and_qwen3(tmp_path, qk_norm, capsys):
+    from minigpt.cli import main
+
+    if qk_norm and not HAS_QWEN3:
+        pytest.skip("this transformers has no Qwen3ForCausalLM")
+    model = make(qk_norm=qk_norm, **SHAPES["gqa"])
+    save_checkpoint(tmp_path / "run", model, TOK, 3, train_config={})
+    assert main(["export", "--ckpt", str(tmp_path / "run"), "--out", str(tmp_path / "hf")]) == 0  # auto: the family
+    config = (tmp_path / "hf" / "config.json").read_text()
+    assert f'"model_type": "{"qwen3" if qk_norm else "llama"}"' in config
+    assert main(["import-hf", "--model", str(tmp_path / "hf"), "--out", str(tmp_path / "back")]) == 0
+    ck = load_checkpoint(tmp_path / "back", load_state=False)
+    assert ck.model_config == model.config
+    assert all(torch.equal(a, b) for a, b in zip(ck.model.state_dict().values(), model.state_dict().values()))
+    # a format the model cannot be is one line that names the option
+    capsys.readouterr()
+    assert main(["export", "--ckpt", str(tmp_path / "run"), "--out", str(tmp_path / "x"), "--format", "gpt2"]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    wrong = "llama" if qk_norm else "qwen3"
+    assert main(["export", "--ckpt", str(tmp_path / "run"), "--out", str(tmp_path / "y"), "--format", wrong]) == 2
+    assert "qk_norm" in capsys.readouterr().err

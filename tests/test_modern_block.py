@@ -3,6 +3,7 @@ the offset, grouped-query attention is multi-head attention with shared key/valu
 counts follow the formula, the KV cache works with RoPE and GQA and shrinks by n_head / n_kv_head,
 and checkpoints record the options."""
 
+import contextlib
 import json
 import math
 
@@ -346,3 +347,92 @@ def test_the_llama_block_overfits_one_batch():
         opt.step()
     assert loss.item() < 0.05
     assert F.cross_entropy(model.eval()(idx)[0].reshape(-1, 29), targets.reshape(-1)).item() < 0.05
+
+
+# --------------------------------------------------------------------------- training a modern block
+
+def test_train_config_passes_every_block_option_to_the_model():
+    from minigpt.config import BLOCK_OPTIONS, TrainConfig
+
+    opts = dict(LLAMA, qk_norm=True, rope_theta=500.0, norm_eps=1e-6, mlp_hidden=48)
+    cfg = TrainConfig(n_layer=2, n_head=4, n_embd=32, block_size=16, **opts).model_config(29)
+    assert {k: getattr(cfg, k) for k in opts} == opts
+    assert set(BLOCK_OPTIONS) <= set(GPTConfig.__dataclass_fields__)
+    # TrainConfig's defaults are GPTConfig's: a preset that sets no option trains GPT-2's block
+    default = TrainConfig().model_config(29)
+    assert all(getattr(default, k) == GPTConfig.__dataclass_fields__[k].default for k in BLOCK_OPTIONS)
+
+
+def test_train_configs_torch_free_option_lists_are_the_models():
+    from minigpt import config, model
+
+    assert set(config.ACTIVATIONS) == set(model.MLP_ACTIVATIONS)
+    assert config.POSITIONS == model.POSITIONS and config.NORMS == model.NORMS
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(positions="alibi"), "positions must be one of"),
+    (dict(norm="batchnorm"), "norm must be one of"),
+    (dict(activation="tanh"), "activation must be one of"),
+    (dict(n_kv_head=3), "multiple of n_kv_head"),
+    (dict(n_kv_head=0), "n_kv_head must be a positive integer"),
+    (dict(rope_theta=float("nan")), "rope_theta must be a positive number"),
+    (dict(mlp_hidden=-1), "mlp_hidden must be a positive integer"),
+])
+def test_train_config_refuses_bad_block_options_without_torch(overrides, message):
+    from minigpt.config import TrainConfig
+
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(n_head=4, n_embd=32, **overrides)
+
+
+def test_the_train_command_trains_a_modern_block_and_its_checkpoint_records_it(tmp_path, capsys):
+    from minigpt.cli import main
+
+    out = tmp_path / "run"
+    base = ["train", "--preset", "tiny", "--max-iters", "4", "--out", str(out), "--device", "cpu", "--json"]
+    argv = [*base, "--positions", "rope", "--norm", "rmsnorm", "--activation", "swiglu", "--n-kv-head", "1", "--qk-norm",
+            "--no-bias", "--no-tie-embeddings", "--rope-theta", "500", "--eval-tokens", "256"]
+    assert main(argv) == 0
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert s["steps"] == 4 and math.isfinite(s["val_loss"])
+    mc = load_checkpoint(out).model_config
+    assert (mc.positions, mc.norm, mc.activation, mc.n_kv_head, mc.qk_norm, mc.bias, mc.tie_embeddings,
+            mc.rope_theta) == ("rope", "rmsnorm", "swiglu", 1, True, False, False, 500.0)
+    # resuming with other options is refused with one line
+    assert main([*base, "--max-iters", "6", "--resume"]) == 2
+    assert "different model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--n-kv-head", "0"], "--n-kv-head: n_kv_head must be a positive integer"),
+    (["--rope-theta", "-1"], "--rope-theta: rope_theta must be"),
+    (["--n-kv-head", "3"], "multiple of n_kv_head"),
+    (["--positions", "alibi"], "invalid choice"),
+])
+def test_the_train_commands_block_options_refuse_bad_values_in_one_line(argv, message, capsys):
+    from minigpt.cli import main
+
+    with contextlib.suppress(SystemExit):
+        assert main(["train", "--preset", "tiny", "--out", "none", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+
+
+def test_the_speedrun_preset_is_the_ablations_all_together_row_and_exports_as_qwen3():
+    import importlib.util
+    from pathlib import Path
+
+    from minigpt.config import get_preset
+    from minigpt.llama import check_llama_exportable
+
+    path = Path(__file__).parents[1] / "notebooks" / "14_ablation.py"
+    spec = importlib.util.spec_from_file_location("ablation14", path)
+    ablation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablation)
+    record = get_preset("shakespeare-char-cpu-10min-modern")
+    row = ablation.config(ablation.ROWS["all together (Qwen3-style)"], record.max_iters, record.seed)
+    fields = ("positions", "norm", "activation", "n_kv_head", "qk_norm", "bias", "tie_embeddings", "n_layer", "n_embd",
+              "block_size", "batch_size", "optimizer", "learning_rate")
+    assert {f: getattr(record, f) for f in fields} == {f: getattr(row, f) for f in fields}
+    assert check_llama_exportable(record.model_config(65)) == "qwen3"

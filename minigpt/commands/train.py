@@ -8,7 +8,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from ..config import PRESETS, TrainConfig, get_preset
+from ..config import ACTIVATIONS, NORMS, POSITIONS, PRESETS, TrainConfig, get_preset
 from .options import integer, real, seed
 
 
@@ -35,7 +35,25 @@ def add_cli(sub) -> None:
                    help="validation tokens per evaluation (default: all)")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"],
                    help="auto: bf16 on GPUs; on a CPU bf16 only where a short probe finds it faster")
-    p.add_argument("--activation", choices=["gelu_tanh", "gelu"], help="the MLP's GELU (gelu_tanh: GPT-2's)")
+    m = p.add_argument_group("model (the preset's unless given; defaults are GPT-2's block, see lesson 14)")
+    m.add_argument("--n-layer", type=integer("--n-layer", 1, 1024, name="n_layer"), help="blocks")
+    m.add_argument("--n-head", type=integer("--n-head", 1, 1024, name="n_head"), help="query heads")
+    m.add_argument("--n-embd", type=integer("--n-embd", 1, 65_536, name="n_embd"), help="width of the residual stream")
+    m.add_argument("--activation", choices=ACTIVATIONS,
+                   help="the MLP: gelu_tanh (GPT-2's), gelu, relu2 (squared ReLU) or swiglu (gated, Llama's)")
+    m.add_argument("--mlp-hidden", type=integer("--mlp-hidden", 1, 1_048_576, name="mlp_hidden"),
+                   help="the MLP's hidden width (default: 4 n_embd, or 8/3 n_embd for swiglu: equal parameters)")
+    m.add_argument("--positions", choices=POSITIONS, help="learned (GPT-2's table) or rope (rotary)")
+    m.add_argument("--rope-theta", type=real("--rope-theta", 0, 1e9, low_open=True, name="rope_theta"),
+                   help="RoPE's base (default 10000)")
+    m.add_argument("--norm", choices=NORMS, help="layernorm (GPT-2's) or rmsnorm")
+    m.add_argument("--n-kv-head", type=integer("--n-kv-head", 1, 1024, name="n_kv_head"),
+                   help="key/value heads, a divisor of the heads (grouped-query attention; 1: multi-query)")
+    m.add_argument("--qk-norm", action=argparse.BooleanOptionalAction, default=None,
+                   help="RMSNorm on each head's queries and keys (Qwen3)")
+    m.add_argument("--bias", action=argparse.BooleanOptionalAction, default=None, help="biases in linear layers and norms")
+    m.add_argument("--tie-embeddings", action=argparse.BooleanOptionalAction, default=None,
+                   help="the output head is the token embedding (GPT-2); --no-tie-embeddings: a head of its own")
     p.add_argument("--optimizer", choices=["adamw", "muon"],
                    help="adamw, or muon: Muon for the blocks' matrices and AdamW for the rest")
     p.add_argument("--seed", type=seed())
@@ -51,7 +69,10 @@ def config_from_args(args) -> TrainConfig:
                  "grad_accum_steps": args.grad_accum, "block_size": args.block_size, "learning_rate": args.lr,
                  "eval_interval": args.eval_interval, "eval_tokens": args.eval_tokens, "dtype": args.dtype,
                  "activation": args.activation, "optimizer": args.optimizer,
-                 "seed": args.seed}
+                 "seed": args.seed, "n_layer": args.n_layer, "n_head": args.n_head, "n_embd": args.n_embd,
+                 "mlp_hidden": args.mlp_hidden, "positions": args.positions, "rope_theta": args.rope_theta,
+                 "norm": args.norm, "n_kv_head": args.n_kv_head, "qk_norm": args.qk_norm, "bias": args.bias,
+                 "tie_embeddings": args.tie_embeddings}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.out is not None:
         overrides["out_dir"] = None if args.out.lower() == "none" else args.out
