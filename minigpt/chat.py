@@ -25,11 +25,14 @@ from collections import Counter
 
 import torch
 
+from .chat_template import ChatTokenizer
 from .data import DATASETS, DataError, locate
 from .generate import SamplingSettings, check_max_new_tokens, sampling_settings, stream
 from .tokenizer import Tokenizer
+from .tools import generate_with_tools
 
-__all__ = ["speeches", "speakers", "script_prompt", "Chat", "ChatPanel", "END_OF_SPEECH", "CHAT_SETTINGS"]
+__all__ = ["speeches", "speakers", "script_prompt", "Chat", "ChatPanel", "END_OF_SPEECH", "CHAT_SETTINGS", "AssistantChat",
+           "describe_message"]
 
 END_OF_SPEECH = "\n\n"  # a blank line ends a speech in the script format
 CHAT_SETTINGS = SamplingSettings(temperature=0.8, top_p=0.9)  # lesson 08's choice for lively, sane text
@@ -198,3 +201,53 @@ def resolve_speaker(name: str, known: Counter | None, what: str) -> str:
     common = ", ".join(k for k, _ in known.most_common(8))
     raise ValueError(f"unknown character {name!r} for {what}: no speech in the training script is theirs; "
                      f"try one of {common} (any of the {len(known)} speakers works)")
+
+
+class AssistantChat:
+    """A conversation with an assistant run (lesson 15) in its chat template.
+
+    ``reply(line)`` adds your line as a user turn, lets the model answer up to its end-of-turn token,
+    running its calculator calls (:func:`minigpt.tools.generate_with_tools`), and returns the new
+    messages: e.g. a call, the tool's result, then the answer. Greedy by default (``temperature=0``).
+    The model reads only its last ``block_size`` tokens, so earlier turns fall out of view.
+    """
+
+    def __init__(self, model, tok, *, system: str | None = None, temperature: float = 0.0,
+                 max_new_tokens: int = 48, seed: int = 1337):
+        if not isinstance(tok, ChatTokenizer):
+            raise ValueError(f"an assistant chat needs the run's ChatTokenizer, got {type(tok).__name__}; "
+                             "this model is not an assistant")
+        if not (temperature >= 0) or temperature != temperature or temperature == float("inf"):
+            raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+        check_max_new_tokens(max_new_tokens)
+        self.model, self.tok = model.eval(), tok
+        self.temperature, self.max_new_tokens = float(temperature), max_new_tokens
+        self.generator = torch.Generator().manual_seed(seed)
+        self.messages: list[dict] = [{"role": "system", "content": system}] if system else []
+
+    def reply(self, line: str) -> list[dict]:
+        """Say ``line``; return the assistant's new messages (calls, tool results, the answer)."""
+        line = line.strip()
+        if not line:
+            raise ValueError("say something: the line is empty")
+        try:
+            self.tok.encode(line)
+        except ValueError as e:
+            raise ValueError(f"the assistant cannot read that line: {e}") from None
+        self.messages.append({"role": "user", "content": line})
+        new = generate_with_tools(self.model, self.tok, self.messages, max_new_tokens=self.max_new_tokens,
+                                  temperature=self.temperature, generator=self.generator)
+        if not new[-1].get("content"):
+            new[-1]["content"] = "..."  # an empty turn cannot be rendered back into the template
+        self.messages += new
+        return new
+
+
+def describe_message(message: dict) -> str:
+    """One line for a message of an assistant's turn: a calculator call, its result, or the answer."""
+    if message["role"] == "tool":
+        return f"  [calculator] = {message['content']}"
+    text = message.get("content") or ""
+    if message.get("tool_call") is not None:
+        return (f"{text} " if text else "") + f"  [calculator] {message['tool_call']}"
+    return text

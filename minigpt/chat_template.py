@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import string
 
-from .checkpoint import tokenizer_from_dict
+from .checkpoint import load_checkpoint, read_meta, save_checkpoint, tokenizer_from_dict
 from .tokenizer import CharTokenizer
 
-__all__ = ["ROLES", "SPECIAL_TOKENS", "ChatTokenizer", "DEFAULT_EXTRA_CHARS"]
+__all__ = ["ROLES", "SPECIAL_TOKENS", "ChatTokenizer", "DEFAULT_EXTRA_CHARS", "save_assistant", "load_assistant",
+           "is_assistant_run"]
 
 CHAT_FORMAT = "minigpt-chat"
 ROLES = ("system", "user", "assistant", "tool")
@@ -145,3 +146,30 @@ class ChatTokenizer:
     def __repr__(self) -> str:
         return (f"ChatTokenizer({type(self.base).__name__} of {self.base_vocab_size}, "
                 f"{self.ordinary.vocab_size - self.base_vocab_size} extra characters, {len(self.special)} special)")
+
+
+def save_assistant(out_dir, model, tok: ChatTokenizer, *, step: int = 0, notes: dict | None = None):
+    """Save a fine-tuned assistant as a run folder (atomically, :func:`minigpt.checkpoint.save_checkpoint`),
+    marked ``"assistant": true`` with its chat tokenizer; ``notes`` (JSON-ready) go into its metadata."""
+    if not isinstance(tok, ChatTokenizer):
+        raise ValueError(f"an assistant is saved with its ChatTokenizer, got {type(tok).__name__}")
+    if model.config.vocab_size != tok.vocab_size:
+        raise ValueError(f"the model has {model.config.vocab_size} token rows but the chat tokenizer "
+                         f"{tok.vocab_size}; grow the embeddings (minigpt.sft.grow_embeddings) and fine-tune first")
+    return save_checkpoint(out_dir, model, tok, step, train_config={"assistant": True},
+                           extra={"assistant": True, "chat_format": CHAT_FORMAT, **(notes or {})})
+
+
+def is_assistant_run(path) -> bool:
+    """Whether the run (or checkpoint) folder at ``path`` holds an assistant saved by :func:`save_assistant`."""
+    meta = read_meta(path)
+    return bool((meta.get("extra") or {}).get("assistant")) and (meta.get("tokenizer") or {}).get("format") == CHAT_FORMAT
+
+
+def load_assistant(path, device="cpu"):
+    """The assistant run at ``path``: a :class:`minigpt.checkpoint.Checkpoint` whose tokenizer is its
+    :class:`ChatTokenizer`. A run that is not an assistant raises a one-line ``ValueError``."""
+    if not is_assistant_run(path):
+        raise ValueError(f"{path} is not an assistant run (no chat tokenizer): it only continues text; "
+                         "fine-tune one in lesson 15 (minigpt.chat_template.save_assistant), or chat without --assistant")
+    return load_checkpoint(path, device=device, load_state=False, tokenizer_loader=ChatTokenizer.from_dict)

@@ -79,6 +79,10 @@ def tokenizer_from_dict(d: dict) -> Tokenizer:
         return BPETokenizer.from_dict(d)
     if isinstance(d, dict) and d.get("type") == "char":
         return CharTokenizer.from_dict(d)
+    if isinstance(d, dict) and d.get("format") == "minigpt-chat":
+        raise ValueError("this is an assistant's chat tokenizer (lesson 15): talk to the run with "
+                         "`python -m minigpt chat --assistant --ckpt DIR`, or load it with "
+                         "minigpt.chat_template.load_assistant")
     raise ValueError(f"not a tokenizer: expected a JSON object with type 'char' (a character tokenizer) or "
                      f"format {BPE_FORMAT!r} (a BPE), got {str(d)[:60]}")
 
@@ -292,8 +296,11 @@ def read_meta(path) -> dict:
     return meta
 
 
-def load_checkpoint(path, device="cpu", load_state: bool = True) -> Checkpoint:
+def load_checkpoint(path, device="cpu", load_state: bool = True, tokenizer_loader=None) -> Checkpoint:
     """Load the checkpoint at ``path`` (a run folder or one checkpoint folder) onto ``device``.
+
+    ``tokenizer_loader`` builds the tokenizer from its saved dict (default :func:`tokenizer_from_dict`;
+    an assistant run passes ``ChatTokenizer.from_dict``).
 
     Nothing is unpickled: weights come from safetensors, the rest from JSON and
     ``torch.load(weights_only=True)``. A missing, truncated, corrupt or foreign file raises a
@@ -306,7 +313,7 @@ def load_checkpoint(path, device="cpu", load_state: bool = True) -> Checkpoint:
     ckpt = Path(meta["_dir"])
     try:
         model_config = GPTConfig.from_dict(meta["model_config"])
-        tokenizer = tokenizer_from_dict(meta["tokenizer"])
+        tokenizer = (tokenizer_loader or tokenizer_from_dict)(meta["tokenizer"])
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{ckpt / 'meta.json'} lacks a valid model config or tokenizer ({e})") from None
     if tokenizer.vocab_size != model_config.vocab_size:

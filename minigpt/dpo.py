@@ -57,14 +57,18 @@ def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_cho
             "accuracy": (margin > 0).float().mean().item()}
 
 
-def preference_pairs(examples: list[Example], seed: int = 0, ramble_share: float = 0.5) -> list[tuple]:
+def preference_pairs(examples: list[Example], seed: int = 0, ramble_share: float = 0.5,
+                     rambles: tuple[str, ...] = RAMBLES) -> list[tuple]:
     """``[(chosen_conversation, rejected_conversation), ...]``: the right, concise answer against a
-    wrong answer or (with probability ``ramble_share``) the right answer wrapped in rambling."""
+    wrong answer or (with probability ``ramble_share``) the right answer wrapped in rambling
+    (``rambles``: templates with ``{a}`` for the answer; short ones fit a small model's context)."""
+    if not rambles or not all("{a}" in r for r in rambles):
+        raise ValueError("rambles must be a non-empty tuple of templates that contain {a}")
     rng = random.Random(seed)
     pairs = []
     for ex in examples:
         if rng.random() < ramble_share:
-            bad = rng.choice(RAMBLES).format(a=ex.answer)
+            bad = rng.choice(rambles).format(a=ex.answer)
         else:
             bad = wrong_answer(ex, rng)
         pairs.append((to_conversation(ex), to_conversation(ex, answer=bad)))

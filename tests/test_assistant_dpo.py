@@ -88,3 +88,12 @@ def test_dpo_training_raises_the_margin_on_its_pairs(tiny):
     late = sum(h["margin"] for h in history[-5:]) / 5
     assert late > 0.5 and history[-1]["loss"] < 0.5
     assert all(not p.requires_grad for p in reference.parameters())
+
+
+def test_preference_pairs_take_short_rambles_and_refuse_templates_without_the_answer():
+    examples = make_examples(n_per_task=5, tasks=["reverse"])
+    pairs = preference_pairs(examples, seed=0, ramble_share=1.0, rambles=("I think {a}.",))
+    assert [r[-1]["content"] for _, r in pairs] == [f"I think {e.answer}." for e in examples]
+    assert [c[-1]["content"] for c, _ in pairs] == [e.answer for e in examples]
+    with pytest.raises(ValueError, match="contain {a}"):
+        preference_pairs(examples, rambles=("no answer here",))

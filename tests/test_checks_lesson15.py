@@ -104,3 +104,39 @@ def test_dpo_loss_accepts_the_package_loss(attempt, capsys):
 def test_dpo_loss_rejects_mistakes(wrong, hint, attempt):
     with pytest.raises(CheckFailed, match=hint):
         check.dpo_loss(wrong)
+
+
+# --------------------------------------------------------------------------- seed_verdict
+
+def verdict_ref(a, b):
+    diff = sum(a) / len(a) - sum(b) / len(b)
+    if abs(diff) > max(max(a) - min(a), max(b) - min(b)):
+        return "a" if diff > 0 else "b"
+    return "noise"
+
+
+def _std(x):
+    m = sum(x) / len(x)
+    return (sum((v - m) ** 2 for v in x) / (len(x) - 1)) ** 0.5
+
+
+@pytest.mark.parametrize("attempt", REPEATS)
+def test_seed_verdict_accepts_the_reference(attempt, capsys):
+    check.seed_verdict(verdict_ref)
+    assert "✓ seed_verdict" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda a, b: "noise", "you called noise"),  # a constant
+    (lambda a, b: "a" if sum(a) > sum(b) else "b", "you called a winner"),  # the means alone (sums: same n)
+    (lambda a, b: verdict_ref(b, a), "HIGHER mean"),  # flipped
+    (lambda a, b: ("a" if sum(a) / len(a) > sum(b) / len(b) else "b")
+        if abs(sum(a) / len(a) - sum(b) / len(b)) > max(a) - min(a) else "noise", "LARGER of the two ranges"),
+    (lambda a, b: ("a" if sum(a) / len(a) > sum(b) / len(b) else "b")
+        if abs(sum(a) / len(a) - sum(b) / len(b)) > max(_std(a), _std(b)) else "noise", "you called a winner"),
+    (lambda a, b: 1, 'return "a", "b" or "noise"'),
+])
+@pytest.mark.parametrize("attempt", REPEATS)
+def test_seed_verdict_rejects_mistakes(wrong, hint, attempt):
+    with pytest.raises(CheckFailed, match=hint):
+        check.seed_verdict(wrong)

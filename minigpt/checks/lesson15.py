@@ -1,5 +1,5 @@
 """Checks for lesson 15 (from language model to assistant): the shifted loss mask, the safe
-calculator and the DPO loss.
+calculator, the DPO loss and the seed rule that decides an experiment.
 
 Every check draws fresh inputs: conversations with several assistant turns (so a mask that is off by
 one at a turn boundary shows), expressions that ``eval`` would happily run, and preference batches
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from ._core import Check, fresh_generator
 
-__all__ = ["sft_targets", "safe_calc", "dpo_loss"]
+__all__ = ["sft_targets", "safe_calc", "dpo_loss", "seed_verdict"]
 
 
 def _randint(g, lo, hi) -> int:
@@ -128,4 +128,62 @@ def dpo_loss(fn):
                 c.fail(hint)
         c.fail(f"the loss {got.item():.4f} is {'too high' if got > ref else 'too low'}; loss = "
                "-log sigmoid(r_chosen - r_rejected), averaged over the batch")
+    c.done()
+
+
+def _arm(g, center: float, spread: float, n: int) -> list[float]:
+    """``n`` seeds' scores whose mean is ``center`` and whose range (max - min) is exactly ``spread``."""
+    inner = (torch.rand((n - 2) // 2, generator=g, dtype=torch.float64) * spread / 2).tolist()
+    values = [center - spread / 2, center + spread / 2] + [center + d for d in inner] + [center - d for d in inner]
+    values += [center] * (n - len(values))
+    order = torch.randperm(n, generator=g).tolist()
+    return [values[i] for i in order]
+
+
+def _verdict(a, b) -> str:
+    diff = sum(a) / len(a) - sum(b) / len(b)
+    if abs(diff) > max(max(a) - min(a), max(b) - min(b)):
+        return "a" if diff > 0 else "b"
+    return "noise"
+
+
+def seed_verdict(fn):
+    """``fn(a, b)`` -> "a", "b" or "noise": ``a`` and ``b`` are one score per seed for two arms; the arm
+    with the higher mean wins only when the means differ by more than the larger of the two ranges
+    (max - min over seeds), else the difference is "noise"."""
+    c = Check("seed_verdict")
+    g = fresh_generator()
+    u = lambda lo, hi: float(torch.empty(1, dtype=torch.float64).uniform_(lo, hi, generator=g))
+    cases = []
+    for kind in ["a", "b", "noise", "noise-one-wide", "a-close", "noise-std", "b"]:
+        n = _randint(g, 3, 6)
+        s_a, s_b = u(0.02, 0.08), u(0.02, 0.08)
+        mid = u(0.3, 0.6)
+        if kind in ("a", "b"):
+            gap = max(s_a, s_b) * u(2.0, 4.0)
+        elif kind == "a-close":  # just above the larger range
+            gap = max(s_a, s_b) * u(1.2, 1.5)
+        elif kind == "noise-one-wide":  # a's range alone would call it; b's wider range makes it noise
+            s_a, s_b = u(0.01, 0.02), u(0.1, 0.15)
+            gap = u(0.4, 0.7) * s_b
+        else:  # inside the range, though several standard deviations apart for "noise-std"
+            gap = max(s_a, s_b) * (u(0.75, 0.9) if kind == "noise-std" else u(0.2, 0.6))
+        sign = -1 if kind == "b" or (kind.startswith("noise") and u(0, 1) < 0.5) else 1
+        a = _arm(g, mid + sign * gap / 2, s_a, n)
+        b = _arm(g, mid - sign * gap / 2, s_b, n)
+        cases.append((a, b))
+    for a, b in cases:
+        ref = _verdict(a, b)
+        got = c.call(fn, list(a), list(b))
+        c.that(got in ("a", "b", "noise"), f'return "a", "b" or "noise", got {got!r}')
+        if got == ref:
+            continue
+        mean_gap = abs(sum(a) / len(a) - sum(b) / len(b))
+        if ref == "noise":
+            c.fail(f"you called a winner where the means differ by {mean_gap:.3f} but one arm's seeds spread over "
+                   f"{max(max(a) - min(a), max(b) - min(b)):.3f}: compare the gap with the LARGER of the two ranges")
+        if got == "noise":
+            c.fail(f"you called noise where the means differ by {mean_gap:.3f}, more than either arm's range "
+                   f"(max - min over seeds)")
+        c.fail("the winner is the arm with the HIGHER mean score; check the direction of your comparison")
     c.done()
