@@ -14,13 +14,15 @@ CPU_INDEX := https://download.pytorch.org/whl/cpu
 TEST_WORKERS ?= 2
 TEST_THREADS ?= 1
 
-.PHONY: setup lab test test-fast test-checks-stress test-browser lint exercises data gpu-check bench clean help
+.PHONY: setup lab test test-fast test-checks-stress test-browser lint exercises editions locale data gpu-check bench clean help
 
 help:
 	@echo "make lab        set up and open JupyterLab on notebooks/"
 	@echo "make test       set up and run the whole suite (package, notebooks, exercises, lint)"
 	@echo "make test-browser  the lessons' widgets in JupyterLab in headless Chromium (needs a Chromium)"
 	@echo "make exercises  regenerate exercises/ from solutions/"
+	@echo "make editions   build the Chinese edition zh/ from notebooks/, solutions/ and zh/translations/"
+	@echo "make locale     compile the check hints' catalogs (minigpt/locale/*/LC_MESSAGES/minigpt.po -> .mo)"
 	@echo "make test-checks-stress  every exercise check's tests on 50 fresh draws (minutes)"
 	@echo "make gpu-check  on a CUDA machine: model tests on the GPU and a short GPU training run"
 
@@ -82,6 +84,11 @@ lint: setup
 
 exercises: setup
 	$(BIN)/python -m minigpt exercises
+
+# The Chinese edition: zh/notebooks, zh/solutions, zh/exercises from the English notebooks and
+# zh/translations/ (`python -m minigpt editions --stale` lists the cells to translate).
+editions: setup
+	$(BIN)/python -m minigpt editions
 
 data: setup
 	$(BIN)/python -m minigpt data
