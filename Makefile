@@ -90,6 +90,15 @@ exercises: setup
 editions: setup
 	$(BIN)/python -m minigpt editions
 
+# The check hints' and widget labels' catalog: messages wrapped in _() are extracted from minigpt/, merged
+# into minigpt/locale/zh_CN/LC_MESSAGES/minigpt.po (new ones untranslated, gone ones dropped), then compiled
+# to minigpt.mo. Translate the new msgstr entries in the .po and run it again.
+locale: setup
+	@pot=$$(mktemp) && \
+	$(BIN)/pybabel extract -F minigpt/locale/babel.cfg -k N_ --no-location --sort-output -o $$pot minigpt && \
+	$(BIN)/pybabel update -D minigpt -i $$pot -d minigpt/locale -l zh_CN --ignore-obsolete -w 100 && \
+	$(BIN)/pybabel compile -D minigpt -d minigpt/locale -l zh_CN --statistics && rm -f $$pot
+
 data: setup
 	$(BIN)/python -m minigpt data
 
