@@ -1,4 +1,4 @@
-# The two commands:  make lab   (set up, open the course)   make test   (set up, run every test)
+# The two commands:  make lab   (set up, open the course: start.ipynb, 中文 or English)   make test   (set up, run every test)
 # Set-up is a virtual environment in .venv, made once and refreshed when pyproject.toml changes.
 
 PYTHON ?= python3
@@ -17,7 +17,7 @@ TEST_THREADS ?= 1
 .PHONY: setup lab test test-fast test-checks-stress test-browser lint exercises editions locale data gpu-check bench clean help
 
 help:
-	@echo "make lab        set up and open JupyterLab on notebooks/"
+	@echo "make lab        set up and open JupyterLab on start.ipynb (choose 中文 or English)"
 	@echo "make test       set up and run the whole suite (package, notebooks, exercises, lint)"
 	@echo "make test-browser  the lessons' widgets in JupyterLab in headless Chromium (needs a Chromium)"
 	@echo "make exercises  regenerate exercises/ from solutions/"
@@ -45,8 +45,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
+# JupyterLab at the top of the checkout, opening start.ipynb: choose 中文 (zh/notebooks) or English (notebooks).
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab start.ipynb
 
 # The full suite: package tests, every notebook (FAST mode) under nbval, exercise checks, lint.
 # pytest-xdist runs TEST_WORKERS workers (--dist loadscope keeps each notebook's cells in order on one

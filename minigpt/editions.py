@@ -186,9 +186,57 @@ def expected_edition(root: Path = ROOT) -> dict[Path, str]:
     return result
 
 
+START = "start.ipynb"  # the page `make lab` opens: choose 中文 or English
+_START_HEAD = """# minigpt
+
+**选择语言 · Choose your language**: 中文版与英文版的代码和输出完全相同，只有文字不同。在 `zh/` 下运行的笔记本，
+检查提示和小部件也是中文的（环境变量 `MINIGPT_LANG=zh` 或 `en` 可以改变它）。The Chinese edition has the same
+code and outputs as the English one; a notebook run from `zh/` gets Chinese check hints and widget labels
+(`MINIGPT_LANG=zh` or `en` overrides that).
+
+[中文说明 README.zh-CN.md](README.zh-CN.md) · [术语表 glossary](zh/glossary.md) · [README.md](README.md)
+"""
+
+
+def _title(nb) -> str:
+    """A notebook's title: the first heading of its first markdown cell, without the ``#``."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return ""
+
+
+def start_notebook(root: Path = ROOT, built: dict[Path, str] | None = None) -> str:
+    """``start.ipynb``: one table, a row per lesson, its English notebook and exercises beside the Chinese
+    ones (a lesson not yet translated says so)."""
+    built = expected_edition(root) if built is None else built
+    rows = ["| # | 中文 | English |", "| --- | --- | --- |"]
+    for source in sorted((root / "notebooks").glob("*.ipynb")):
+        number = source.name.split("_", 1)[0]
+        en = f"[{_title(nbformat.read(source, as_version=4)) or source.stem}](notebooks/{source.name})"
+        if (root / "exercises" / source.name).exists():
+            en += f" · [exercises](exercises/{source.name})"
+        zh_path = root / EDITION / "notebooks" / source.name
+        if zh_path in built:
+            zh = f"[{_title(nbformat.reads(built[zh_path], as_version=4)) or source.stem}]({EDITION}/notebooks/{source.name})"
+            if root / EDITION / "exercises" / source.name in built:
+                zh += f" · [练习]({EDITION}/exercises/{source.name})"
+        else:
+            zh = "（翻译中）"
+        rows.append(f"| {number} | {zh} | {en} |")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(_START_HEAD + "\n" + "\n".join(rows), id="choose-language")]
+    nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                   "language_info": {"name": "python"}}
+    return render(nb)
+
+
 def built_problems(root: Path = ROOT) -> list[str]:
-    """Notebooks of ``zh/`` that are missing, out of date, or have no English source."""
+    """Notebooks of ``zh/`` (and ``start.ipynb``) that are missing, out of date, or have no English source."""
     expected = expected_edition(root)
+    expected[root / START] = start_notebook(root, expected)
     problems = []
     for path, text in expected.items():
         if not path.exists():
@@ -220,9 +268,11 @@ def translation_problems(root: Path = ROOT) -> list[str]:
 
 
 def write_edition(root: Path = ROOT) -> list[Path]:
-    """Build ``zh/``: write the notebooks that changed; returns their paths."""
+    """Build ``zh/`` and ``start.ipynb``: write the notebooks that changed; returns their paths."""
     written = []
-    for path, text in expected_edition(root).items():
+    expected = expected_edition(root)
+    expected[root / START] = start_notebook(root, expected)
+    for path, text in expected.items():
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")

@@ -45,7 +45,7 @@ def test_a_translated_course_builds_with_the_same_code_and_outputs(tmp_path):
     nb, _ = _course(tmp_path)
     _translate_all(tmp_path)
     assert editions.translation_problems(tmp_path) == []
-    assert len(editions.write_edition(tmp_path)) == 3
+    assert len(editions.write_edition(tmp_path)) == 4  # 3 notebooks and start.ipynb
     assert editions.built_problems(tmp_path) == []
     zh = nbformat.read(tmp_path / "zh" / "notebooks" / "01_x.ipynb", as_version=4)
     assert [c.source for c in zh.cells] == ["# 标题", "x = 1", "一些正文。"]
@@ -55,6 +55,8 @@ def test_a_translated_course_builds_with_the_same_code_and_outputs(tmp_path):
     ex = nbformat.read(tmp_path / "zh" / "exercises" / "01_x.ipynb", as_version=4)
     assert ex.cells[0].source == "解释。\n*在这里写下你的答案。*"
     assert ex.cells[1].source == "def f():\n    # 在这里写你的代码\n    raise NotImplementedError()"
+    start = nbformat.read(tmp_path / "start.ipynb", as_version=4).cells[0].source
+    assert "| 01 | [标题](zh/notebooks/01_x.ipynb) · [练习](zh/exercises/01_x.ipynb) | [Title](notebooks/01_x.ipynb) |" in start
 
 
 def test_a_missing_translation_is_reported_and_built_in_english(tmp_path):
@@ -166,3 +168,20 @@ def test_the_command_reports_the_cells_to_translate(capsys):
     assert "up to date" in capsys.readouterr().out
     assert main(["editions", "update", "x"]) == 2
     assert "not a lesson number" in capsys.readouterr().err
+
+
+def test_the_start_page_links_only_to_files_that_exist():
+    import re
+
+    root = editions.ROOT
+    text = nbformat.read(root / "start.ipynb", as_version=4).cells[0].source
+    links = re.findall(r"\]\(([^)]+)\)", text)
+    assert "zh/notebooks/00_setup.ipynb" in links and "notebooks/00_setup.ipynb" in links
+    assert [link for link in links if not (root / link).is_file()] == []
+
+
+def test_both_readmes_link_each_other_and_the_glossary():
+    root = editions.ROOT
+    en, zh = (root / "README.md").read_text(encoding="utf-8"), (root / "README.zh-CN.md").read_text(encoding="utf-8")
+    assert "README.zh-CN.md" in en.split("\n## ")[0] and "README.md" in zh.split("\n## ")[0]
+    assert "zh/glossary.md" in en and "zh/glossary.md" in zh
