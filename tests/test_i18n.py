@@ -137,3 +137,12 @@ def test_widget_labels_follow_the_edition(edition):
     assert "平均行熵" in explorer.info.value
     edition(ROOT / "notebooks")
     assert i18n._("head") == "head"  # test_viz.py builds the English widgets
+
+
+def test_progress_runs_a_chinese_edition_notebook_with_chinese_hints():
+    from minigpt.progress import edition_env
+
+    zh = {"metadata": {"minigpt_edition": {"language": "zh-CN"}}, "cells": []}
+    assert edition_env(zh, {}) == {"MINIGPT_LANG": "zh"}
+    assert edition_env(zh, {"MINIGPT_LANG": "en"}) == {}  # the instructor's choice wins
+    assert edition_env({"metadata": {}, "cells": []}, {}) == {}
