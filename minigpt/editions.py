@@ -33,7 +33,7 @@ from pathlib import Path
 
 import nbformat
 
-from .exercises import BEGIN, END, make_exercise, render
+from .exercises import BEGIN, END, make_exercise, render, solutions_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 LANGUAGE = "zh-CN"
@@ -180,10 +180,28 @@ def expected_edition(root: Path = ROOT) -> dict[Path, str]:
         zh = build_notebook(nb, read_translation(path), rel)
         result[root / EDITION / source.parent.name / source.name] = render(zh)
         if source.parent.name == "solutions":
-            ex = make_exercise(zh, language="zh")
-            ex.metadata[METADATA_KEY] = dict(zh.metadata[METADATA_KEY], source=rel.replace("solutions/", "exercises/", 1))
-            result[root / EDITION / "exercises" / source.name] = render(ex)
+            result[root / EDITION / "exercises" / source.name] = render(_exercise(zh, rel))
     return result
+
+
+def _exercise(zh, rel: str):
+    """The Chinese exercise notebook from the built Chinese solutions notebook ``zh`` of ``rel``."""
+    ex = make_exercise(zh, language="zh")
+    ex.metadata[METADATA_KEY] = dict(zh.metadata[METADATA_KEY], source=rel.replace("solutions/", "exercises/", 1))
+    return ex
+
+
+def chinese_exercise(lesson: str, root: Path = ROOT) -> tuple[str, str]:
+    """``(file name, text)`` of lesson ``lesson``'s clean Chinese exercise notebook, built from the sources
+    (what ``python -m minigpt exercises reset NN --edition zh`` restores)."""
+    sol = solutions_notebook(lesson, root)
+    path = translation_path(sol, root)
+    if not path.exists():
+        raise ValueError(f"lesson {lesson} has no Chinese exercise notebook yet ({path.relative_to(root)} does "
+                         "not exist); use the English one (--edition en)")
+    rel = sol.relative_to(root).as_posix()
+    zh = build_notebook(nbformat.read(sol, as_version=4), read_translation(path), rel)
+    return sol.name, render(_exercise(zh, rel))
 
 
 START = "start.ipynb"  # the page `make lab` opens: choose 中文 or English

@@ -117,8 +117,9 @@ def _backup_path(target: Path, now: datetime.datetime) -> Path:
 
 
 def reset(lesson: str, exercises_dir: Path | None = None, root: Path = ROOT,
-          now: datetime.datetime | None = None) -> tuple[Path, Path | None]:
-    """Restore a clean exercise notebook for ``lesson``, regenerated from ``solutions/``.
+          now: datetime.datetime | None = None, clean: str | None = None) -> tuple[Path, Path | None]:
+    """Restore a clean exercise notebook for ``lesson``, regenerated from ``solutions/`` (or ``clean``, the
+    notebook's text: the Chinese edition's, from :func:`minigpt.editions.chinese_exercise`).
 
     The learner's copy, when there is one and it differs from the clean one, is first copied to
     ``exercises/backups/NN_slug.DATE_TIME.ipynb`` (an existing backup is never overwritten). When
@@ -126,7 +127,8 @@ def reset(lesson: str, exercises_dir: Path | None = None, root: Path = ROOT,
     (None when no backup was needed).
     """
     sol = solutions_notebook(lesson, root)
-    clean = render(make_exercise(nbformat.read(sol, as_version=4)))
+    if clean is None:
+        clean = render(make_exercise(nbformat.read(sol, as_version=4)))
     target = (Path(exercises_dir) if exercises_dir is not None else root / "exercises") / sol.name
     backup = None
     if target.is_dir():

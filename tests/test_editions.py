@@ -185,3 +185,21 @@ def test_both_readmes_link_each_other_and_the_glossary():
     en, zh = (root / "README.md").read_text(encoding="utf-8"), (root / "README.zh-CN.md").read_text(encoding="utf-8")
     assert "README.zh-CN.md" in en.split("\n## ")[0] and "README.md" in zh.split("\n## ")[0]
     assert "zh/glossary.md" in en and "zh/glossary.md" in zh
+
+
+def test_reset_in_the_chinese_edition_restores_the_built_chinese_exercise(tmp_path):
+    from minigpt.exercises import reset
+
+    _course(tmp_path)
+    _translate_all(tmp_path)
+    editions.write_edition(tmp_path)
+    built = (tmp_path / "zh/exercises/01_x.ipynb").read_text()
+    name, clean = editions.chinese_exercise("1", tmp_path)
+    assert (name, clean) == ("01_x.ipynb", built)
+    target = tmp_path / "zh/exercises/01_x.ipynb"
+    target.write_text(built.replace("在这里写你的代码", "my work"))
+    assert reset("01", target.parent, root=tmp_path, clean=clean)[0] == target
+    assert target.read_text() == built and "my work" in next((target.parent / "backups").glob("*.ipynb")).read_text()
+    editions.translation_path(tmp_path / "solutions/01_x.ipynb", tmp_path).unlink()
+    with pytest.raises(ValueError, match="no Chinese exercise notebook yet"):
+        editions.chinese_exercise("01", tmp_path)
