@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..files import refuse_out_over_source
-from ..i18n import in_chinese_edition
 
 
 def add_cli(sub) -> None:
@@ -50,17 +49,18 @@ def _cli_build(args) -> int:
 
 def _cli_reset(args) -> int:
     from ..exercises import ROOT, reset  # deferred: nbformat takes ~1.5 s to import
+    from ..i18n import in_chinese_edition
 
     if args.dir is not None:  # the clean copy is made from solutions/, which it must never replace
         refuse_out_over_source(ROOT / "solutions", args.dir, "solutions/", "--dir")
+        refuse_out_over_source(ROOT / "zh" / "solutions", args.dir, "zh/solutions/", "--dir")
     edition = args.edition or ("zh" if args.dir is not None and in_chinese_edition(args.dir) else "en")
     folder, clean = args.dir, None
     if edition == "zh":
-        from ..editions import ROOT as _root  # deferred: nbformat takes ~1.5 s to import
-        from ..editions import chinese_exercise
+        from ..editions import chinese_exercise  # deferred: nbformat takes ~1.5 s to import
 
         clean = chinese_exercise(args.lesson)[1]
-        folder = folder if folder is not None else _root / "zh" / "exercises"
+        folder = folder if folder is not None else ROOT / "zh" / "exercises"
     target, backup = reset(args.lesson, folder, clean=clean)
     if backup is None:
         print(f"{target} is a clean exercise notebook (it was missing or had no changes: nothing to back up)")
