@@ -90,7 +90,7 @@ _NOTEBOOK_STATE = """(path) => {
                 source: cell.model.sharedModel.getSource().split('\\n')[0].slice(0, 100), outputs});
   });
   const texts = [...panel.node.querySelectorAll('.jp-OutputArea-output')].map(n => n.textContent);
-  const markdown = [...panel.node.querySelectorAll('.jp-MarkdownOutput')].map(n => n.textContent).join('\n');
+  const markdown = [...panel.node.querySelectorAll('.jp-MarkdownOutput')].map(n => n.textContent).join(' ');
   const tracebacks = [...panel.node.querySelectorAll(
       '.jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"]')]
     .map(n => n.textContent).filter(t => t.includes('Traceback'));
