@@ -1,4 +1,4 @@
-# The two commands:  make lab   (set up, open the course)   make test   (set up, run every test)
+# The two commands:  make lab   (set up, open the course: start.ipynb, 中文 or English)   make test   (set up, run every test)
 # Set-up is a virtual environment in .venv, made once and refreshed when pyproject.toml changes.
 
 PYTHON ?= python3
@@ -14,13 +14,15 @@ CPU_INDEX := https://download.pytorch.org/whl/cpu
 TEST_WORKERS ?= 2
 TEST_THREADS ?= 1
 
-.PHONY: setup lab test test-fast test-checks-stress test-browser lint exercises data gpu-check bench clean help
+.PHONY: setup lab test test-fast test-checks-stress test-browser lint exercises editions locale data gpu-check bench clean help
 
 help:
-	@echo "make lab        set up and open JupyterLab on notebooks/"
+	@echo "make lab        set up and open JupyterLab on start.ipynb (choose 中文 or English)"
 	@echo "make test       set up and run the whole suite (package, notebooks, exercises, lint)"
 	@echo "make test-browser  the lessons' widgets in JupyterLab in headless Chromium (needs a Chromium)"
 	@echo "make exercises  regenerate exercises/ from solutions/"
+	@echo "make editions   build the Chinese edition zh/ from notebooks/, solutions/ and zh/translations/"
+	@echo "make locale     compile the check hints' catalogs (minigpt/locale/*/LC_MESSAGES/minigpt.po -> .mo)"
 	@echo "make test-checks-stress  every exercise check's tests on 50 fresh draws (minutes)"
 	@echo "make gpu-check  on a CUDA machine: model tests on the GPU and a short GPU training run"
 
@@ -43,8 +45,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
+# JupyterLab at the top of the checkout, opening start.ipynb: choose 中文 (zh/notebooks) or English (notebooks).
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab start.ipynb
 
 # The full suite: package tests, every notebook (FAST mode) under nbval, exercise checks, lint.
 # pytest-xdist runs TEST_WORKERS workers (--dist loadscope keeps each notebook's cells in order on one
@@ -82,6 +85,20 @@ lint: setup
 
 exercises: setup
 	$(BIN)/python -m minigpt exercises
+
+# The Chinese edition: zh/notebooks, zh/solutions, zh/exercises from the English notebooks and
+# zh/translations/ (`python -m minigpt editions --stale` lists the cells to translate).
+editions: setup
+	$(BIN)/python -m minigpt editions
+
+# The check hints' and widget labels' catalog: messages wrapped in _() are extracted from minigpt/, merged
+# into minigpt/locale/zh_CN/LC_MESSAGES/minigpt.po (new ones untranslated, gone ones dropped), then compiled
+# to minigpt.mo. Translate the new msgstr entries in the .po and run it again.
+locale: setup
+	@pot=$$(mktemp) && \
+	$(BIN)/pybabel extract -F minigpt/locale/babel.cfg -k N_ --no-location --sort-output -o $$pot minigpt && \
+	$(BIN)/pybabel update -D minigpt -i $$pot -d minigpt/locale -l zh_CN --ignore-obsolete -w 100 && \
+	$(BIN)/pybabel compile -D minigpt -d minigpt/locale -l zh_CN --statistics && rm -f $$pot
 
 data: setup
 	$(BIN)/python -m minigpt data

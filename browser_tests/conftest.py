@@ -41,7 +41,8 @@ LAB_SETTINGS = {
 # Set by the test suite's conftest.py for nbval; a learner's kernel has none of them.
 NOT_FOR_THE_KERNEL = ("MPLBACKEND", "TQDM_DISABLE", "MINIGPT_FAST_LOG", "MINIGPT_REQUIRE_ALL_NOTEBOOKS",
                       "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTER_PATH",
-                      "JUPYTERLAB_SETTINGS_DIR", "JUPYTERLAB_WORKSPACES_DIR")
+                      "JUPYTERLAB_SETTINGS_DIR", "JUPYTERLAB_WORKSPACES_DIR",
+                      "MINIGPT_LANG")  # the language must follow each notebook's edition
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -64,7 +65,7 @@ class Lab:
 
     def __init__(self, tmp: Path):
         self.tmp = tmp
-        self.work = tmp / "work"  # the server's root: work/notebooks/ is the copy of the lessons
+        self.work = tmp / "work"  # the server's root: work/notebooks/ and work/zh/notebooks/ are the copies
         self.runtime = tmp / "runtime"
         self.log = tmp / "jupyter-server.log"
         self.fast_log = tmp / "fast.log"  # minigpt.utils.fast_mode() appends one line per kernel
@@ -75,8 +76,10 @@ class Lab:
 
     # --- start -------------------------------------------------------------------------------------
     def start(self, timeout: float = 120.0) -> None:
-        shutil.copytree(ROOT / "notebooks", self.work / "notebooks",
-                        ignore=shutil.ignore_patterns("runs", ".ipynb_checkpoints", "__pycache__"))
+        for folder in ("notebooks", "zh/notebooks"):  # the lessons, and the Chinese edition's
+            if (ROOT / folder).is_dir():
+                shutil.copytree(ROOT / folder, self.work / folder,
+                                ignore=shutil.ignore_patterns("runs", ".ipynb_checkpoints", "__pycache__"))
         for name, value in LAB_SETTINGS.items():
             path = self.tmp / "lab-settings" / name
             path.parent.mkdir(parents=True, exist_ok=True)

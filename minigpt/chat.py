@@ -28,6 +28,7 @@ import torch
 from .chat_template import ChatTokenizer
 from .data import DATASETS, DataError, locate
 from .generate import SamplingSettings, check_max_new_tokens, sampling_settings, stream
+from .i18n import _
 from .tokenizer import Tokenizer
 from .tools import generate_with_tools
 
@@ -123,11 +124,11 @@ class ChatPanel:
         import ipywidgets as W
 
         self.chat = Chat(model, tokenizer, as_name, to_name, **chat_kwargs)
-        self.text = W.Text(placeholder=f"speak as {as_name}, press Enter", continuous_update=False,
+        self.text = W.Text(placeholder=_("speak as {as_name}, press Enter").format(as_name=as_name), continuous_update=False,
                            layout=W.Layout(width="70%"))
-        self.send_button = W.Button(description="send", button_style="primary")
+        self.send_button = W.Button(description=_("send"), button_style="primary")
         self.temperature = W.FloatSlider(value=self.chat.settings.temperature, min=0.0, max=1.5, step=0.05,
-                                         description="temperature")
+                                         description=_("temperature"))
         self.transcript = W.HTML()
         self.info = W.HTML()
         self.error = ""
@@ -168,7 +169,7 @@ class ChatPanel:
                        f"{html.escape(said).replace(chr(10), '<br>')}</p>" for who, said in rows)
         self.transcript.value = (f"<div style='font-family: monospace; max-height: 320px; overflow-y: auto'>"
                                  f"{body or '<i>(the script is empty: say something)</i>'}</div>")
-        self.info.value = f"<b>cannot send:</b> {html.escape(self.error)}" if self.error else ""
+        self.info.value = _("<b>cannot send:</b> {error}").format(error=html.escape(self.error)) if self.error else ""
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
@@ -181,7 +182,7 @@ def known_speakers(train_config: dict) -> Counter | None:
     if name not in DATASETS:
         return None
     try:
-        path, _ = locate(name, download_missing=False)
+        path, _source = locate(name, download_missing=False)
         return speakers(path.read_text(encoding="utf-8"))
     except (DataError, OSError) as e:
         print(f"note: character names are not checked: the {name} data is not here ({str(e).splitlines()[0][:120]}...)",

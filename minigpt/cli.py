@@ -15,7 +15,7 @@ import sys
 from .files import os_error_message
 
 COMMAND_MODULES = ["data", "ngram", "bpe", "train", "sample", "chat", "bench", "gpu_check", "doctor", "progress",
-                   "exercises", "hf"]
+                   "exercises", "editions", "hf"]
 
 
 class UsageError(ValueError):
@@ -48,7 +48,8 @@ def main(argv=None) -> int:
         args, unknown = parser.parse_known_args(argv)
         if unknown:  # name the command whose --help lists what it takes
             words = [w for w in (args.command, getattr(args, "bpe_command", None),
-                                 getattr(args, "exercises_command", None)) if w]
+                                 getattr(args, "exercises_command", None),
+                                 getattr(args, "editions_command", None)) if w]
             raise UsageError(f"unrecognized arguments: {' '.join(unknown)} "
                              f"(see `{' '.join([parser.prog, *words, '--help'])}`)")
         if not getattr(args, "func", None):

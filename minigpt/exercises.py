@@ -6,7 +6,8 @@
 
 In code cells, the lines between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` become
 ``# YOUR CODE HERE`` and ``raise NotImplementedError()`` (nbgrader's convention), indented like the
-marker. In Markdown cells they become "*Your answer here.*". Outputs are cleared.
+marker. In Markdown cells they become "*Your answer here.*". Outputs are cleared. The Chinese
+edition (:mod:`minigpt.editions`) uses the same generator with the placeholders of ``PLACEHOLDERS["zh"]``.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ import nbformat
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 PLACEHOLDER_COMMENT, PLACEHOLDER_RAISE = "# YOUR CODE HERE", "raise NotImplementedError()"
 PLACEHOLDER_ANSWER = "*Your answer here.*"
+# (code comment, markdown answer) per edition; `raise NotImplementedError()` is code and stays as it is
+PLACEHOLDERS = {"en": (PLACEHOLDER_COMMENT, PLACEHOLDER_ANSWER), "zh": ("# 在这里写你的代码", "*在这里写下你的答案。*")}
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def strip_solution(source: str, cell_type: str) -> str:
-    """The cell source with every solution block replaced by a placeholder."""
+def strip_solution(source: str, cell_type: str, language: str = "en") -> str:
+    """The cell source with every solution block replaced by a placeholder (in ``language``: en or zh)."""
+    comment, answer = PLACEHOLDERS[language]
     out, inside = [], False
     for line in source.splitlines():
         stripped = line.strip()
@@ -35,9 +39,9 @@ def strip_solution(source: str, cell_type: str) -> str:
             inside = True
             indent = line[: len(line) - len(line.lstrip())]
             if cell_type == "code":
-                out += [f"{indent}{PLACEHOLDER_COMMENT}", f"{indent}{PLACEHOLDER_RAISE}"]
+                out += [f"{indent}{comment}", f"{indent}{PLACEHOLDER_RAISE}"]
             else:
-                out.append(f"{indent}{PLACEHOLDER_ANSWER}")
+                out.append(f"{indent}{answer}")
         elif stripped.startswith(END):
             if not inside:
                 raise ValueError(f"{END!r} without {BEGIN!r} in cell:\n{source}")
@@ -49,12 +53,12 @@ def strip_solution(source: str, cell_type: str) -> str:
     return "\n".join(out)
 
 
-def make_exercise(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+def make_exercise(nb: nbformat.NotebookNode, language: str = "en") -> nbformat.NotebookNode:
     """An exercise notebook from a solutions notebook (a new object; ``nb`` is not changed)."""
     ex = nbformat.from_dict(nb)
     ex.metadata.pop("widgets", None)  # saved widget state of the executed solutions
     for cell in ex.cells:
-        cell.source = strip_solution(cell.source, cell.cell_type)
+        cell.source = strip_solution(cell.source, cell.cell_type, language)
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
@@ -113,8 +117,9 @@ def _backup_path(target: Path, now: datetime.datetime) -> Path:
 
 
 def reset(lesson: str, exercises_dir: Path | None = None, root: Path = ROOT,
-          now: datetime.datetime | None = None) -> tuple[Path, Path | None]:
-    """Restore a clean exercise notebook for ``lesson``, regenerated from ``solutions/``.
+          now: datetime.datetime | None = None, clean: str | None = None) -> tuple[Path, Path | None]:
+    """Restore a clean exercise notebook for ``lesson``, regenerated from ``solutions/`` (or ``clean``, the
+    notebook's text: the Chinese edition's, from :func:`minigpt.editions.chinese_exercise`).
 
     The learner's copy, when there is one and it differs from the clean one, is first copied to
     ``exercises/backups/NN_slug.DATE_TIME.ipynb`` (an existing backup is never overwritten). When
@@ -122,7 +127,8 @@ def reset(lesson: str, exercises_dir: Path | None = None, root: Path = ROOT,
     (None when no backup was needed).
     """
     sol = solutions_notebook(lesson, root)
-    clean = render(make_exercise(nbformat.read(sol, as_version=4)))
+    if clean is None:
+        clean = render(make_exercise(nbformat.read(sol, as_version=4)))
     target = (Path(exercises_dir) if exercises_dir is not None else root / "exercises") / sol.name
     backup = None
     if target.is_dir():

@@ -284,6 +284,14 @@ def kernel_env(runs: Path, home: Path | None = None) -> dict[str, str]:
     return env
 
 
+def edition_env(nb, env: dict[str, str]) -> dict[str, str]:
+    """``{"MINIGPT_LANG": "zh"}`` for a notebook of the Chinese edition (its metadata says so) when the
+    environment does not choose a language: its copy runs outside ``zh/``, and its hints stay Chinese."""
+    meta = nb.get("metadata", {}).get("minigpt_edition", {}) if isinstance(nb, dict) else {}
+    language = str(meta.get("language", "")) if isinstance(meta, dict) else ""
+    return {"MINIGPT_LANG": "zh"} if language.startswith("zh") and not env.get("MINIGPT_LANG") else {}
+
+
 def execute(nb, workdir: Path, env: dict[str, str], timeout: float = 60.0, startup_timeout: float = 120.0,
             sandbox_dirs: list[Path] | None = None, limits: Limits | None = None,
             ) -> tuple[dict[int, dict], tuple[int, str] | None, list[str]]:
@@ -390,11 +398,13 @@ def check_notebook(path: Path, known: dict[str, Lesson], runs: Path, timeout: fl
     with tempfile.TemporaryDirectory(prefix="minigpt-progress-") as tmp:
         copy = Path(tmp) / Path(path).name
         copy.write_text(text, encoding="utf-8")  # the kernel works beside a copy, never beside the original
+        env = kernel_env(runs, home=Path(tmp)) if sandboxed else kernel_env(runs)
+        env.update(edition_env(nb, env))
         if sandboxed:
-            ran, stopped, problems = execute(nb, Path(tmp), kernel_env(runs, home=Path(tmp)), timeout=timeout,
+            ran, stopped, problems = execute(nb, Path(tmp), env, timeout=timeout,
                                              sandbox_dirs=[Path(tmp), Path(runs)], limits=limits)
         else:
-            ran, stopped, problems = execute(nb, Path(tmp), kernel_env(runs), timeout=timeout)
+            ran, stopped, problems = execute(nb, Path(tmp), env, timeout=timeout)
     report.problems += [f"{path}: {p}" for p in problems]
     report.results = classify(nb, known[number], ran, stopped, timeout)
     report.seconds = time.perf_counter() - t0

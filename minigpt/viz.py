@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .generate import SamplingSettings, next_token_probs, sampling_settings, stream
+from .i18n import _
 from .tokenizer import Tokenizer
 
 WeightFn = Callable[..., torch.Tensor]
@@ -146,13 +147,13 @@ class AttentionExplorer:
             raise ValueError("AttentionExplorer: give at least one sentence to choose from")
         self.compute, self.tokenize, self.title, self.figsize = compute, tokenize, title, figsize
         self._cache: dict[tuple, torch.Tensor] = {}
-        self.sentence = W.Dropdown(options=sentences, value=sentences[0], description="sentence")
-        self.causal = W.Checkbox(value=causal, description="causal mask", disabled=not allow_toggles)
-        self.scaled = W.Checkbox(value=scaled, description="scale by 1/√d_k", disabled=not allow_toggles)
+        self.sentence = W.Dropdown(options=sentences, value=sentences[0], description=_("sentence"))
+        self.causal = W.Checkbox(value=causal, description=_("causal mask"), disabled=not allow_toggles)
+        self.scaled = W.Checkbox(value=scaled, description=_("scale by 1/√d_k"), disabled=not allow_toggles)
         first = self._compute()
         n_layer, n_head = first.shape[:2]
-        self.layer = W.IntSlider(value=0, min=0, max=n_layer - 1, description="layer", disabled=n_layer == 1)
-        self.head = W.IntSlider(value=0, min=0, max=n_head - 1, description="head", disabled=n_head == 1)
+        self.layer = W.IntSlider(value=0, min=0, max=n_layer - 1, description=_("layer"), disabled=n_layer == 1)
+        self.head = W.IntSlider(value=0, min=0, max=n_head - 1, description=_("head"), disabled=n_head == 1)
         self.info = W.HTML()
         self.output = W.Output()
         for control in (self.sentence, self.layer, self.head, self.causal, self.scaled):
@@ -200,8 +201,8 @@ class AttentionExplorer:
         entropy = -(w * w.clamp_min(1e-12).log()).sum(-1).mean().item()
         visible = torch.arange(1, T + 1) if self.causal.value else torch.full((T,), T)
         uniform = visible.double().log().mean().item()
-        return (f"{len(self.tokens)} tokens · mean row entropy {entropy:.2f} nats "
-                f"(uniform attention over the visible tokens: {uniform:.2f}; one-hot rows: 0)")
+        return (_("{n_tokens} tokens · mean row entropy {entropy:.2f} nats (uniform attention over the "
+                  "visible tokens: {uniform:.2f}; one-hot rows: 0)").format(n_tokens=len(self.tokens), entropy=entropy, uniform=uniform))
 
     # --- drawing ----------------------------------------------------------------------------------
     def plot(self, ax=None):
@@ -282,19 +283,19 @@ class Sampler:
         start = sampling_settings(SamplingSettings(temperature=0.8) if settings is None else settings, **options)
         self._start = start
         V = tokenizer.vocab_size
-        self.prompt = W.Textarea(value=prompt, description="prompt", layout=W.Layout(width="60%", height="4em"))
+        self.prompt = W.Textarea(value=prompt, description=_("prompt"), layout=W.Layout(width="60%", height="4em"))
         self.temperature = W.FloatSlider(value=start.temperature, min=0.0, max=2.0, step=0.05,
-                                         description="temperature", readout_format=".2f")
+                                         description=_("temperature"), readout_format=".2f")
         # a slider cannot say None: top-k 0 and top-p 1 are its "off"
-        self.top_k = W.IntSlider(value=start.top_k or 0, min=0, max=V, description="top-k (0: off)")
+        self.top_k = W.IntSlider(value=start.top_k or 0, min=0, max=V, description=_("top-k (0: off)"))
         self.top_p = W.FloatSlider(value=1.0 if start.top_p is None else start.top_p, min=0.05, max=1.0, step=0.05,
-                                   description="top-p", readout_format=".2f")
-        self.max_new_tokens = W.IntSlider(value=max_new_tokens, min=1, max=1000, description="new tokens")
-        self.seed = W.IntText(value=seed, description="seed")
-        self.button = W.Button(description="generate", button_style="primary", icon="play")
+                                   description=_("top-p"), readout_format=".2f")
+        self.max_new_tokens = W.IntSlider(value=max_new_tokens, min=1, max=1000, description=_("new tokens"))
+        self.seed = W.IntText(value=seed, description=_("seed"))
+        self.button = W.Button(description=_("generate"), button_style="primary", icon="play")
         self.info = W.HTML()
         self.chart = W.Output()
-        self.output = W.Textarea(value="", description="sample", disabled=True,
+        self.output = W.Textarea(value="", description=_("sample"), disabled=True,
                                  layout=W.Layout(width="95%", height="14em"))
         self.text = ""
         self.error = ""
@@ -332,13 +333,13 @@ class Sampler:
             return None
         device = next(self.model.parameters()).device
         with torch.no_grad():
-            logits, _ = self.model(torch.tensor([ids], device=device))
+            logits, _loss = self.model(torch.tensor([ids], device=device))
         return next_token_probs(logits[:, -1, :], self.settings())[0].float().cpu()
 
     def generate(self) -> str:
         """Sample ``max_new_tokens`` tokens after the prompt, streaming them into ``output``; returns the text."""
         if self._ids() is None:
-            self.info.value = f"<b>cannot generate:</b> {html.escape(self.error)}"
+            self.info.value = _("<b>cannot generate:</b> {error}").format(error=html.escape(self.error))
             return ""
         g = torch.Generator().manual_seed(int(self.seed.value))
         self.text = ""
@@ -380,13 +381,14 @@ class Sampler:
 
         p = self.probs
         if p is None:
-            self.info.value = f"<b>cannot use this prompt:</b> {html.escape(self.error)}"
+            self.info.value = _("<b>cannot use this prompt:</b> {error}").format(error=html.escape(self.error))
         else:
             kept = int((p > 0).sum())
             entropy = -(p[p > 0] * p[p > 0].log()).sum().item()
-            self.info.value = (f"{kept} of {p.numel()} tokens can be drawn · entropy {entropy:.2f} nats "
-                               f"· most likely: {show_token(self.tokenizer.decode([int(p.argmax())]))} "
-                               f"({p.max().item():.0%})")
+            self.info.value = (_("{kept} of {p_numel} tokens can be drawn · entropy {entropy:.2f} nats · most likely: "
+                                 "{token} ({p_max:.0%})").format(kept=kept, p_numel=p.numel(), entropy=entropy,
+                                                       token=show_token(self.tokenizer.decode([int(p.argmax())])),
+                                                       p_max=p.max().item()))
         with self.chart:
             self.chart.clear_output(wait=True)
             if p is not None:
@@ -462,12 +464,12 @@ class GPTAttentionExplorer:
 
         self.model, self.tokenizer, self.figsize = model.eval(), tokenizer, figsize
         c = model.config
-        self.prompt = W.Textarea(value=prompt, description="prompt", continuous_update=False, rows=2,
+        self.prompt = W.Textarea(value=prompt, description=_("prompt"), continuous_update=False, rows=2,
                                  layout=W.Layout(width="60%"))  # a text area keeps newlines
-        self.layer = W.IntSlider(value=0, min=0, max=c.n_layer - 1, description="layer")
-        self.head = W.IntSlider(value=0, min=0, max=c.n_head - 1, description="head")
-        self.query = W.IntSlider(value=0, min=0, max=0, description="query token")
-        self.grid = W.Checkbox(value=False, description="all heads")
+        self.layer = W.IntSlider(value=0, min=0, max=c.n_layer - 1, description=_("layer"))
+        self.head = W.IntSlider(value=0, min=0, max=c.n_head - 1, description=_("head"))
+        self.query = W.IntSlider(value=0, min=0, max=0, description=_("query token"))
+        self.grid = W.Checkbox(value=False, description=_("all heads"))
         self.text = W.HTML()
         self.info = W.HTML()
         self.output = W.Output()
@@ -565,15 +567,16 @@ class GPTAttentionExplorer:
     def _update(self):
 
         if self._weights is None:
-            self.info.value = f"<b>cannot use this prompt:</b> {html.escape(self.error)}"
+            self.info.value = _("<b>cannot use this prompt:</b> {error}").format(error=html.escape(self.error))
             self.text.value = ""
         else:
             q = self.query.value
             w = self.query_weights
             top = int(w.argmax())
-            self.info.value = (f"token {q} ({html.escape(show_token(self.tokens[q]))}) looks most at token {top} "
-                               f"({html.escape(show_token(self.tokens[top]))}, weight {w[top]:.2f}), "
-                               f"{q - top} position(s) back")
+            self.info.value = (_("token {q} ({token}) looks most at token {top} ({top_token}, weight {w:.2f}), {back} "
+                                 "position(s) back").format(q=q, token=html.escape(show_token(self.tokens[q])), top=top,
+                                                            top_token=html.escape(show_token(self.tokens[top])),
+                                                            w=w[top], back=q - top))
             self.text.value = self.text_html()
         with self.output:
             self.output.clear_output(wait=True)

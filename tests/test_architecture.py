@@ -214,8 +214,8 @@ def test_help_of_every_command_does_not_import_torch():
 # The layers, top to bottom (CONTRIBUTING.md, "The house"): a module may import its own layer and the ones below.
 COMMANDS, TOOLING, CORE, UTILITIES = 3, 2, 1, 0
 TOOLING_MODULES = {"minigpt.exercises", "minigpt.progress", "minigpt.sandbox", "minigpt.doctor", "minigpt.bench",
-                   "minigpt.gpu"}
-UTILITY_MODULES = {"minigpt", "minigpt.utils", "minigpt.files"}
+                   "minigpt.gpu", "minigpt.editions"}
+UTILITY_MODULES = {"minigpt", "minigpt.utils", "minigpt.files", "minigpt.i18n"}
 LAYER_NAMES = {COMMANDS: "commands", TOOLING: "course tooling", CORE: "language-model core", UTILITIES: "utilities"}
 
 

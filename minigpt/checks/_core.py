@@ -3,13 +3,17 @@
 Every check ends in one line that a learner reads and a program can parse (``python -m minigpt
 progress`` does, from a notebook's saved outputs):
 
-- a pass is printed on stdout as ``✓ NAME: all N checks passed``;
+- a pass is printed on stdout as ``✓ NAME: all N checks passed`` (in the Chinese edition
+  ``✓ NAME: 全部 N 项检查通过``; both forms parse);
 - a failure raises :class:`CheckFailed`, whose message is ``✗ NAME: HINT`` (in a notebook: the
   error's name is ``CheckFailed`` and its value is that line); the exception also carries
   ``.check`` (NAME) and ``.hint`` (HINT).
 
 NAME is the check's name (``bigram_counts``, the function called in the check cell). The grammar
 is :data:`PASS_LINE` and :data:`FAIL_LINE`; :func:`parse_passes` and :func:`parse_failure` read it.
+
+Hints are written in English and wrapped in ``_()`` (:mod:`minigpt.i18n`): a learner in the Chinese
+edition reads them in Chinese (the catalog ``minigpt/locale/zh_CN/LC_MESSAGES/minigpt.po``).
 """
 
 from __future__ import annotations
@@ -20,19 +24,22 @@ import re
 
 import torch
 
+from ..i18n import _
+
 PASS_MARK, FAIL_MARK = "✓", "✗"
-PASS_LINE = re.compile(r"^✓ (?P<check>[A-Za-z_][\w.]*): all (?P<count>\d+) checks passed[ \t]*$", re.MULTILINE)
+PASS_LINE = re.compile(r"^✓ (?P<check>[A-Za-z_][\w.]*): (?:all (?P<count>\d+) checks passed|全部 (?P<count_zh>\d+) 项检查通过)"
+                       r"[ \t]*$", re.MULTILINE)
 FAIL_LINE = re.compile(r"^✗ (?P<check>[A-Za-z_][\w.]*): (?P<hint>.*)$", re.DOTALL)
 
 
 def pass_line(name: str, count: int) -> str:
-    """The line a passed check prints, e.g. ``✓ add_k_probs: all 21 checks passed``."""
-    return f"{PASS_MARK} {name}: all {count} checks passed"
+    """The line a passed check prints, e.g. ``✓ add_k_probs: all 21 checks passed`` (in the learner's language)."""
+    return f"{PASS_MARK} {name}: " + _("all {count} checks passed").format(count=count)
 
 
 def parse_passes(text: str) -> dict[str, int]:
     """The checks that passed in ``text`` (a cell's stdout): ``{name: number of checks}``."""
-    return {m["check"]: int(m["count"]) for m in PASS_LINE.finditer(text)}
+    return {m["check"]: int(m["count"] or m["count_zh"]) for m in PASS_LINE.finditer(text)}
 
 
 def parse_failure(message: str) -> tuple[str, str] | None:
@@ -96,20 +103,23 @@ class Check:
         try:
             return fn(*args, **kwargs)
         except NotImplementedError:
-            self.fail("not implemented yet: replace `raise NotImplementedError()` with your code")
+            self.fail(_("not implemented yet: replace `raise NotImplementedError()` with your code"))
         except CheckFailed:
             raise
         except Exception as e:  # the learner's code raised: say what and where to look
-            self.fail(f"your function raised {type(e).__name__}: {e}")
+            self.fail(_("your function raised {type}: {error}").format(type=type(e).__name__, error=e))
 
-    def shape(self, value, expected: tuple, what: str = "the result"):
+    def shape(self, value, expected: tuple, what: str | None = None):
         """Check ``value`` is a tensor/array of shape ``expected``."""
+        what = what if what is not None else _("the result")
         got = tuple(getattr(value, "shape", ()))
-        self.that(hasattr(value, "shape"), f"{what} should be a tensor, got {type(value).__name__}")
-        self.that(got == tuple(expected), f"{what} has shape {got}, expected {tuple(expected)}")
+        self.that(hasattr(value, "shape"), _("{what} should be a tensor, got {type}").format(what=what, type=type(value).__name__))
+        self.that(got == tuple(expected), _("{what} has shape {got}, expected {expected}").format(
+            what=what, got=got, expected=tuple(expected)))
 
-    def close(self, value, reference, what: str = "the result", atol: float = 1e-4, rtol: float = 1e-4):
+    def close(self, value, reference, what: str | None = None, atol: float = 1e-4, rtol: float = 1e-4):
         """Check ``value`` is close to ``reference``; the hint names the first mismatch, not the answer."""
+        what = what if what is not None else _("the result")
         value = torch.as_tensor(value).double()
         reference = torch.as_tensor(reference).double()
         self.shape(value, tuple(reference.shape), what)
@@ -117,10 +127,11 @@ class Check:
         ok = torch.isclose(value, reference, atol=atol, rtol=rtol) | (value.isnan() & reference.isnan())
         if not bool(ok.all()):
             bad = (~ok).nonzero()[0].tolist()
-            where = f"at index {tuple(bad)}" if bad else ""
+            where = _("at index {index}").format(index=tuple(bad)) if bad else ""
             n_bad = int((~ok).sum())
-            self.fail(f"{what} differs from the reference {where} (your value {value[tuple(bad)].item():.4g}); "
-                      f"{n_bad} of {value.numel()} entries are off")
+            self.fail(_("{what} differs from the reference {where} (your value {value:.4g}); {n_bad} of {n} entries "
+                        "are off").format(what=what, where=where, value=value[tuple(bad)].item(), n_bad=n_bad,
+                                          n=value.numel()))
 
     def number(self, value, reference: float, what: str, tol: float):
         """Check a scalar is within ``tol`` of ``reference`` without printing the reference."""
@@ -128,10 +139,11 @@ class Check:
         try:
             value = float(value)
         except (TypeError, ValueError):
-            self.fail(f"{what} should be a number, got {type(value).__name__}")
+            self.fail(_("{what} should be a number, got {type}").format(what=what, type=type(value).__name__))
         if math.isnan(value) or abs(value - reference) > tol:
-            direction = "too high" if value > reference else "too low"
-            self.fail(f"{what} = {value:.4f} is {direction} (allowed error {tol:g})")
+            direction = _("too high") if value > reference else _("too low")
+            self.fail(_("{what} = {value:.4f} is {direction} (allowed error {tol:g})").format(
+                what=what, value=value, direction=direction, tol=tol))
 
     def done(self):
         """Print the one-line pass."""

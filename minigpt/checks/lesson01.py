@@ -12,6 +12,7 @@ import math
 import torch
 
 from ..data import names_split
+from ..i18n import _
 from ..ngram import CHARS, NGramModel, stoi
 from ..ngram import bigram_counts as _reference_counts
 from ._core import Check, fresh_generator
@@ -50,19 +51,19 @@ def bigram_counts(fn):
     for words in (["ab"], _SMALL, _draw(g, train, int(torch.randint(5, 40, (1,), generator=g))), _draw(g, train, 2000)):
         got = c.call(fn, list(words))
         ref = _reference_counts(words)
-        c.shape(got, (27, 27), "the count matrix")
+        c.shape(got, (27, 27), _("the count matrix"))
         got = torch.as_tensor(got)
         total, expected_total = int(got.sum()), sum(len(w) + 1 for w in words)
         c.that(total == expected_total,
-               f"for {len(words)} words your matrix holds {total} bigrams, expected {expected_total} "
-               "(a word of length L gives L + 1 bigrams once it is wrapped in '.' markers)")
-        c.that(bool((got == got.round()).all()), "counts should be whole numbers")
+               _("for {n_words} words your matrix holds {total} bigrams, expected {expected_total} (a "
+                 "word of length L gives L + 1 bigrams once it is wrapped in '.' markers)").format(n_words=len(words), total=total, expected_total=expected_total))
+        c.that(bool((got == got.round()).all()), _("counts should be whole numbers"))
         if not torch.equal(got.long(), ref):
             bad = (got.long() != ref).nonzero()[0].tolist()
-            hint = ("rows are the previous character and columns the next one; "
+            hint = (_("rows are the previous character and columns the next one; ")
                     if torch.equal(got.long().T, ref) else "")
-            c.fail(f"{hint}the count of {CHARS[bad[0]]!r} followed by {CHARS[bad[1]]!r} is {int(got[bad[0], bad[1]])}, "
-                   "which is not right; check the start/end markers and the index order N[previous, next]")
+            c.fail(_("{hint}the count of {CHARS!r} followed by {CHARS2!r} is {got}, which is not right; check "
+                     "the start/end markers and the index order N[previous, next]").format(hint=hint, CHARS=CHARS[bad[0]], CHARS2=CHARS[bad[1]], got=int(got[bad[0], bad[1]])))
         c.count += 1
     c.done()
 
@@ -74,16 +75,16 @@ def add_k_probs(fn):
     N = _reference_counts(_draw(g, _names()[0], int(torch.randint(20, 200, (1,), generator=g))))
     for k in (1.0, 0.01, round(float(10 ** torch.empty(1).uniform_(-2, 1, generator=g)), 4)):
         got = c.call(fn, N.clone(), k)
-        c.shape(got, (27, 27), f"the probabilities for k={k}")
+        c.shape(got, (27, 27), _("the probabilities for k={k}").format(k=k))
         got = torch.as_tensor(got).double()
         sums = got.sum(1)
         bad_row = int((sums - 1).abs().argmax())
         c.that(torch.allclose(sums, torch.ones(27, dtype=torch.float64), atol=1e-5),
-               f"with k={k}, row {bad_row} ({CHARS[bad_row]!r}) sums to {sums[bad_row].item():.4f}; "
-               "each row (one previous character) must be a probability distribution")
-        c.that(bool((got > 0).all()), f"with k={k} some probabilities are 0; add-k should leave none at 0")
+               _("with k={k}, row {bad_row} ({CHARS!r}) sums to {sums:.4f}; each row (one previous "
+                 "character) must be a probability distribution").format(k=k, bad_row=bad_row, CHARS=CHARS[bad_row], sums=sums[bad_row].item()))
+        c.that(bool((got > 0).all()), _("with k={k} some probabilities are 0; add-k should leave none at 0").format(k=k))
         ref = (N + k).double() / (N + k).double().sum(1, keepdim=True)
-        c.close(got, ref, f"the add-{k:g} probabilities", atol=1e-6, rtol=1e-5)
+        c.close(got, ref, _("the add-{k:g} probabilities").format(k=k), atol=1e-6, rtol=1e-5)
     c.done()
 
 
@@ -101,26 +102,27 @@ def mean_nll(fn):
         try:
             got_f = float(got)
         except (TypeError, ValueError):
-            c.fail(f"the result should be a number, got {type(got).__name__}")
+            c.fail(_("the result should be a number, got {type}").format(type=type(got).__name__))
         n = sum(len(w) + 1 for w in words)
         if abs(got_f * n / sum(len(w) for w in words) - ref) < 1e-6 or abs(got_f - ref * n / (n - len(words))) < 1e-6:
-            c.fail("close, but the count of predicted characters is off: the end marker '.' is predicted too, "
-                   "so a word of length L contributes L + 1 terms")
+            c.fail(_("close, but the count of predicted characters is off: the end marker '.' is predicted too, "
+                   "so a word of length L contributes L + 1 terms"))
         if abs(got_f - ref * n) < 1e-6:
-            c.fail("that looks like the total; the NLL is the mean over predicted characters")
+            c.fail(_("that looks like the total; the NLL is the mean over predicted characters"))
         if abs(got_f - ref / math.log(10)) < 1e-6:
-            c.fail("use the natural logarithm (nats), not log10")
-        c.number(got_f, ref, f"the NLL of {words if len(words) < 5 else f'{len(words)} dev names'}", tol=1e-5)
+            c.fail(_("use the natural logarithm (nats), not log10"))
+        c.number(got_f, ref, (_("the NLL of {words}").format(words=words) if len(words) < 5
+                                else _("the NLL of {n} dev names").format(n=len(words))), tol=1e-5)
     uniform = torch.full((27, 27), 1 / 27, dtype=torch.float64)
     got = c.call(fn, uniform, ["emma", "bob"])
-    c.number(got, math.log(27), "the NLL of a uniform model", tol=1e-4)
+    c.number(got, math.log(27), _("the NLL of a uniform model"), tol=1e-4)
     N0 = _reference_counts(_SMALL)  # 'a' is never followed by 'q' here
     P0 = N0.double() / N0.double().sum(1, keepdim=True).clamp_min(1)
     got = c.call(fn, P0, ["emmaq"])
-    c.that(isinstance(got, (int, float)) or hasattr(got, "item"), "the result should be a number")
+    c.that(isinstance(got, (int, float)) or hasattr(got, "item"), _("the result should be a number"))
     got = float(got)
-    c.that(not math.isnan(got), "a zero-probability bigram gave nan; the NLL should be inf (use torch.log or check p == 0)")
-    c.that(got == math.inf, f"a name containing a bigram with probability 0 has NLL {got}; it should be inf")
+    c.that(not math.isnan(got), _("a zero-probability bigram gave nan; the NLL should be inf (use torch.log or check p == 0)"))
+    c.that(got == math.inf, _("a name containing a bigram with probability 0 has NLL {got}; it should be inf").format(got=got))
     c.done()
 
 
@@ -156,18 +158,18 @@ def choose_k(fn):
         elif i >= 4:
             continue  # an extra draw where the order makes no difference: not asked
         got = c.call(fn, tr, dv, list(ks), order)
-        c.that(got in ks, f"choose_k should return one of the candidates {sorted(ks)}, got {got!r}")
+        c.that(got in ks, _("choose_k should return one of the candidates {ks}, got {got!r}").format(ks=sorted(ks), got=got))
         answers.append((order, n_train, got, best, min(ks)))
     for _order, _n, got, best, smallest in answers:
         if got != best and got == smallest:  # the smallest k always fits train best
-            c.fail(f"k={got:g} has the lowest *train* NLL; choose k on the dev split")
+            c.fail(_("k={got:g} has the lowest *train* NLL; choose k on the dev split").format(got=got))
     if len({a[2] for a in answers}) == 1 and len({a[3] for a in answers}) > 1:
-        c.fail(f"your function returns k={answers[0][2]:g} for every data set and order it is given, but the "
-               "best k changes with them: score every candidate on the data you are given")
+        c.fail(_("your function returns k={answers:g} for every data set and order it is given, but the "
+                 "best k changes with them: score every candidate on the data you are given").format(answers=answers[0][2]))
     for order, n_train, got, best, _smallest in answers:
-        c.that(got == best, f"for an order-{order} model fitted on {n_train} names, k={got:g} does not give the "
-                            "lowest dev NLL of the candidates; fit one model per candidate, with the order you are "
-                            "given, and score each on dev")
+        c.that(got == best, _("for an order-{order} model fitted on {n_train} names, k={got:g} does not give the "
+                              "lowest dev NLL of the candidates; fit one model per candidate, with the order you are "
+                              "given, and score each on dev").format(order=order, n_train=n_train, got=got))
     c.done()
 
 
@@ -178,22 +180,22 @@ def trigram_probs(fn):
     drawn = _draw(g, _names()[0], int(torch.randint(5, 60, (1,), generator=g)))
     for words, k in ((_SMALL, 1.0), (drawn, round(float(10 ** torch.empty(1).uniform_(-2, 0, generator=g)), 4))):
         got = c.call(fn, list(words), k)
-        c.shape(got, (27, 27, 27), "the trigram probabilities")
+        c.shape(got, (27, 27, 27), _("the trigram probabilities"))
         got = torch.as_tensor(got).double()
         sums = got.sum(-1)
         c.that(torch.allclose(sums, torch.ones_like(sums), atol=1e-5),
-               "P[a, b, :] must sum to 1 for every context (a, b): normalise over the last dimension")
+               _("P[a, b, :] must sum to 1 for every context (a, b): normalise over the last dimension"))
         N = torch.zeros((27, 27, 27), dtype=torch.float64)
         for w in words:
             for h, x in _trigram_events(w):
                 N[stoi[h[0]], stoi[h[1]], stoi[x]] += 1
         ref = (N + k) / (N + k).sum(-1, keepdim=True)
         if torch.allclose(got, torch.full_like(got, 1 / 27), atol=1e-6):
-            c.fail("every context gets the uniform distribution 1/27: the counts of the words are not in it")
+            c.fail(_("every context gets the uniform distribution 1/27: the counts of the words are not in it"))
         if not torch.allclose(got[0, 0], ref[0, 0], atol=1e-6):
-            c.fail("P[0, 0, :] (the context '..', the start of a name) is off: pad every word with two '.' "
-                   "in front so its first character is predicted from the context ('.', '.')")
-        c.close(got, ref, f"the add-{k:g} trigram probabilities", atol=1e-6, rtol=1e-5)
+            c.fail(_("P[0, 0, :] (the context '..', the start of a name) is off: pad every word with two '.' "
+                   "in front so its first character is predicted from the context ('.', '.')"))
+        c.close(got, ref, _("the add-{k:g} trigram probabilities").format(k=k), atol=1e-6, rtol=1e-5)
     c.done()
 
 
@@ -217,7 +219,7 @@ def best_order(fn):
     big = sample(int(torch.randint(2500, 4000, (1,), generator=g)))
     best_big = min(big[4], key=big[4].get)
     # a small sample whose best order differs from the big one's, so that no fixed order passes both
-    for _ in range(20):
+    for _i in range(20):
         small = sample(int(torch.randint(100, 500, (1,), generator=g)))
         if min(small[4], key=small[4].get) != best_big:
             break
@@ -225,18 +227,18 @@ def best_order(fn):
     for n_train, tr, dv, orders, dev_nll in (small, big):
         got = c.call(fn, tr, dv, list(orders))
         c.that(isinstance(got, int) and not isinstance(got, bool) and got in orders,
-               f"return one of the orders {sorted(orders)} (an int), got {got!r}")
+               _("return one of the orders {orders} (an int), got {got!r}").format(orders=sorted(orders), got=got))
         answers.append((n_train, tr, got, min(orders, key=dev_nll.get), dev_nll))
     for n_train, tr, got, best, dev_nll in answers:
         on_train = min(dev_nll, key=lambda n: NGramModel(n, "kneser-ney").fit(tr).nll(tr))
         if got != best and got == on_train:
-            c.fail(f"with {n_train} training names you chose order {got}, the best on *train*: a longer "
-                   "context always fits train better; score every order on dev")
+            c.fail(_("with {n_train} training names you chose order {got}, the best on *train*: a longer "
+                     "context always fits train better; score every order on dev").format(n_train=n_train, got=got))
     if len({a[2] for a in answers}) == 1 and len({a[3] for a in answers}) > 1:
-        c.fail(f"your function returns order {answers[0][2]} for every sample it is given, but the best order "
-               "depends on how much data there is: fit and score every order on the data you are given")
+        c.fail(_("your function returns order {answers} for every sample it is given, but the best order "
+                 "depends on how much data there is: fit and score every order on the data you are given").format(answers=answers[0][2]))
     for n_train, _tr, got, best, dev_nll in answers:
-        c.that(got == best, f"with {n_train} training names, order {got} has dev NLL {dev_nll[got]:.4f}, and "
-                            "another order of the list does better; fit a Kneser-Ney model of each order on "
-                            "train and compare them on dev")
+        c.that(got == best, _("with {n_train} training names, order {got} has dev NLL {dev_nll:.4f}, and another order "
+                              "of the list does better; fit a Kneser-Ney model of each order on train and compare them "
+                              "on dev").format(n_train=n_train, got=got, dev_nll=dev_nll[got]))
     c.done()

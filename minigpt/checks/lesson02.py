@@ -13,6 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..i18n import _
 from ..mlp import bigram_pairs
 from ..ngram import bigram_counts
 from ._core import Check, fresh_generator
@@ -26,8 +27,8 @@ _WORDS = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "am
 def _no_autograd(c: Check):
     """Run the learner's code with gradients off and backward()/autograd.grad refusing to run."""
     def refuse(*args, **kwargs):
-        c.fail("your function uses autograd (backward() or torch.autograd.grad); this exercise computes "
-               "the gradient by hand, from the formula")
+        c.fail(_("your function uses autograd (backward() or torch.autograd.grad); this exercise computes "
+               "the gradient by hand, from the formula"))
 
     saved = torch.Tensor.backward, torch.autograd.backward, torch.autograd.grad
     torch.Tensor.backward, torch.autograd.backward, torch.autograd.grad = refuse, refuse, refuse
@@ -47,7 +48,7 @@ def _case(g: torch.Generator, n: int = 40, v: int = 27, scale: float = 1.0):
 
 
 def _tensor(c: Check, value, what: str) -> torch.Tensor:
-    c.that(isinstance(value, torch.Tensor), f"{what} should be a torch.Tensor, got {type(value).__name__}")
+    c.that(isinstance(value, torch.Tensor), _("{what} should be a torch.Tensor, got {type}").format(what=what, type=type(value).__name__))
     return value.detach()
 
 
@@ -55,14 +56,14 @@ def one_hot_logits(fn):
     """``fn(xs, W) -> logits``: one-hot encode ``xs`` (N,) and multiply by ``W`` (27, 27) -> (N, 27)."""
     c = Check("one_hot_logits")
     g = fresh_generator()
-    for _ in range(2):
-        W, xs, _ = _case(g)
-        got = _tensor(c, c.call(fn, xs.clone(), W.clone()), "the logits")
-        c.shape(got, (len(xs), 27), "the logits")
-        c.that(got.is_floating_point(), "the logits should be floats; convert the one-hot vectors with .float()")
+    for _i in range(2):
+        W, xs, _unused = _case(g)
+        got = _tensor(c, c.call(fn, xs.clone(), W.clone()), _("the logits"))
+        c.shape(got, (len(xs), 27), _("the logits"))
+        c.that(got.is_floating_point(), _("the logits should be floats; convert the one-hot vectors with .float()"))
         if not torch.allclose(got, W[xs], atol=1e-5) and torch.allclose(got, W.T[xs], atol=1e-5):
-            c.fail("your logits are columns of W; one_hot(x) @ W selects row x of W (check the order of the product)")
-        c.close(got, W[xs], "the logits", atol=1e-5)
+            c.fail(_("your logits are columns of W; one_hot(x) @ W selects row x of W (check the order of the product)"))
+        c.close(got, W[xs], _("the logits"), atol=1e-5)
     c.done()
 
 
@@ -76,20 +77,20 @@ def nll_from_logits(fn):
         ref = F.cross_entropy(logits.double(), ys).item()
         got = c.call(fn, logits.clone(), ys.clone())
         got = float(got.detach()) if isinstance(got, torch.Tensor) and got.numel() == 1 else got
-        c.that(isinstance(got, (int, float)), f"return one number (a scalar tensor or a float), got {type(got).__name__}")
-        big = f"with logits as large as {logits.abs().max():.0f}"
+        c.that(isinstance(got, (int, float)), _("return one number (a scalar tensor or a float), got {type}").format(type=type(got).__name__))
+        big = _("with logits as large as {abs_max:.0f}").format(abs_max=logits.abs().max())
         if math.isnan(got):
-            c.fail(f"{big} your loss is nan: exp of a large logit overflows to inf, and inf / inf is nan")
+            c.fail(_("{big} your loss is nan: exp of a large logit overflows to inf, and inf / inf is nan").format(big=big))
         if math.isinf(got):
-            c.fail(f"{big} your loss is inf: the softmax probability of some target underflows to exactly 0, "
-                   "and log(0) = -inf. The log has to be taken before anything is rounded to 0: compute the "
-                   "log-probabilities from the logits, not the log of the probabilities")
+            c.fail(_("{big} your loss is inf: the softmax probability of some target underflows to exactly 0, "
+                     "and log(0) = -inf. The log has to be taken before anything is rounded to 0: compute the "
+                     "log-probabilities from the logits, not the log of the probabilities").format(big=big))
         n = len(ys)
         if math.isclose(got, -ref, rel_tol=1e-4):
-            c.fail("your loss is negative: the NLL is minus the mean log-probability")
+            c.fail(_("your loss is negative: the NLL is minus the mean log-probability"))
         if math.isclose(got, n * ref, rel_tol=1e-4):
-            c.fail(f"your loss is {n} times too large: take the mean over the examples, not the sum")
-        c.number(got, ref, f"the loss for {n} examples with logits of scale {scale:g}", tol=1e-4 * max(1.0, abs(ref)))
+            c.fail(_("your loss is {n} times too large: take the mean over the examples, not the sum").format(n=n))
+        c.number(got, ref, _("the loss for {n} examples with logits of scale {scale:g}").format(n=n, scale=scale), tol=1e-4 * max(1.0, abs(ref)))
     c.done()
 
 
@@ -103,15 +104,15 @@ def softmax_ce_grad(fn):
         F.cross_entropy(logits, ys).backward()
         ref = logits.grad
         with _no_autograd(c):
-            got = _tensor(c, c.call(fn, logits.detach().clone(), ys.clone()), "the gradient")
-        c.shape(got, tuple(ref.shape), "the gradient")
+            got = _tensor(c, c.call(fn, logits.detach().clone(), ys.clone()), _("the gradient"))
+        c.shape(got, tuple(ref.shape), _("the gradient"))
         got = got.double()
         n = len(ys)
         if torch.allclose(got, n * ref, atol=1e-6):
-            c.fail(f"your gradient is {n} times too large: the loss is a mean over N examples, so divide by N")
+            c.fail(_("your gradient is {n} times too large: the loss is a mean over N examples, so divide by N").format(n=n))
         if torch.allclose(got, -ref, atol=1e-6):
-            c.fail("your gradient has the wrong sign: it is softmax minus the one-hot target, not the other way")
-        c.close(got, ref, "the gradient", atol=1e-6)
+            c.fail(_("your gradient has the wrong sign: it is softmax minus the one-hot target, not the other way"))
+        c.close(got, ref, _("the gradient"), atol=1e-6)
     c.done()
 
 
@@ -122,14 +123,14 @@ def weights_from_counts(fn):
     counts = bigram_counts([_WORDS[int(i)] for i in torch.randint(0, len(_WORDS), (20,), generator=g)])
     for k in (1.0, round(float(10 ** torch.empty(1).uniform_(-2, 0.5, generator=g)), 4)):
         ref = (counts.double() + k) / (counts.double() + k).sum(1, keepdim=True)
-        W = _tensor(c, c.call(fn, counts.clone(), k), "W")
-        c.shape(W, (27, 27), "W")
+        W = _tensor(c, c.call(fn, counts.clone(), k), _("W"))
+        c.shape(W, (27, 27), _("W"))
         W = W.double()
-        c.that(bool(torch.isfinite(W).all()), "W has inf or nan entries: did you take the log of a zero count? add k first")
+        c.that(bool(torch.isfinite(W).all()), _("W has inf or nan entries: did you take the log of a zero count? add k first"))
         P = torch.softmax(W, dim=1)
         if not torch.allclose(P, ref, atol=1e-6) and torch.allclose(W, ref, atol=1e-6):
-            c.fail("your W holds probabilities; softmax exponentiates its input, so W must be log-counts")
-        c.close(P, ref, f"softmax(W) with k={k}", atol=1e-6)
+            c.fail(_("your W holds probabilities; softmax exponentiates its input, so W must be log-counts"))
+        c.close(P, ref, _("softmax(W) with k={k}").format(k=k), atol=1e-6)
     c.done()
 
 
@@ -137,7 +138,7 @@ def _reference_train(xs, ys, steps, lr):
     W = torch.zeros(27, 27, dtype=torch.float64)
     losses = []
     n = len(xs)
-    for _ in range(steps):
+    for _i in range(steps):
         P = torch.softmax(W[xs], dim=1)
         losses.append(-P[torch.arange(n), ys].log().mean().item())
         P[torch.arange(n), ys] -= 1
@@ -156,19 +157,19 @@ def train_by_hand(fn):
     ref_W, ref_losses = _reference_train(xs, ys, steps, lr)
     with _no_autograd(c):  # "by hand": the check runs it with autograd switched off
         out = c.call(fn, xs.clone(), ys.clone(), steps, lr)
-    c.that(isinstance(out, tuple) and len(out) == 2, "return a pair (W, losses)")
+    c.that(isinstance(out, tuple) and len(out) == 2, _("return a pair (W, losses)"))
     W, losses = out
     c.that(isinstance(W, torch.Tensor) and not W.requires_grad,
-           "your W requires grad: this exercise computes the gradient by hand, without autograd")
-    W = _tensor(c, W, "W")
-    c.shape(W, (27, 27), "W")
+           _("your W requires grad: this exercise computes the gradient by hand, without autograd"))
+    W = _tensor(c, W, _("W"))
+    c.shape(W, (27, 27), _("W"))
     losses = [float(v) for v in losses]
-    c.that(len(losses) == steps, f"losses should have one entry per step ({steps}), got {len(losses)}")
-    c.number(losses[0], math.log(27), "the loss before the first step (W = 0 means uniform predictions)", tol=1e-4)
+    c.that(len(losses) == steps, _("losses should have one entry per step ({steps}), got {n_losses}").format(steps=steps, n_losses=len(losses)))
+    c.number(losses[0], math.log(27), _("the loss before the first step (W = 0 means uniform predictions)"), tol=1e-4)
     if losses[-1] > losses[0]:
-        c.fail("your loss goes up: step against the gradient (W -= lr * dW), not along it")
+        c.fail(_("your loss goes up: step against the gradient (W -= lr * dW), not along it"))
     worse = [i for i in range(1, steps) if losses[i] > losses[i - 1] + 1e-9]
-    c.that(not worse, f"the loss rose at step {worse[0] if worse else 0}; with lr={lr:.3g} it should fall at every step")
-    c.number(losses[-1], ref_losses[-1], f"the loss before step {steps} (lr={lr:.3g})", tol=1e-3)
-    c.close(W.double(), ref_W, "W after training", atol=1e-3, rtol=1e-3)
+    c.that(not worse, _("the loss rose at step {value}; with lr={lr:.3g} it should fall at every step").format(value=worse[0] if worse else 0, lr=lr))
+    c.number(losses[-1], ref_losses[-1], _("the loss before step {steps} (lr={lr:.3g})").format(steps=steps, lr=lr), tol=1e-3)
+    c.close(W.double(), ref_W, _("W after training"), atol=1e-3, rtol=1e-3)
     c.done()

@@ -13,6 +13,7 @@ from ..bpe import BPETokenizer
 from ..bpe import get_stats as _ref_stats
 from ..bpe import merge as _ref_merge
 from ..bpe import train as _ref_train
+from ..i18n import _
 from ._core import Check, fresh_generator
 
 _WORDS = ["the", "cat", "sat", "on", "mat", "hat", "that", "was", "flat", "token", "pair", "merge", "aa", "ab"]
@@ -45,22 +46,22 @@ def bpe_pair_counts(fn) -> None:
     cases += [_ids(g, int(torch.randint(5, 40, (1,), generator=g)), 4), list(_text(g, 12).encode())]
     for ids in cases:
         got = c.call(fn, list(ids))
-        c.that(isinstance(got, dict), f"return a dict mapping (a, b) tuples to counts, got {type(got).__name__}")
+        c.that(isinstance(got, dict), _("return a dict mapping (a, b) tuples to counts, got {type}").format(type=type(got).__name__))
         got = {tuple(k): int(v) for k, v in got.items()}
         ref = _ref_stats(ids)
         if len(ids) < 2:
-            c.that(got == {}, f"a list of {len(ids)} id(s) has no pairs, but you returned {len(got)} entries")
+            c.that(got == {}, _("a list of {n_ids} id(s) has no pairs, but you returned {n_got} entries").format(n_ids=len(ids), n_got=len(got)))
             continue
         extra = sorted(set(got) - set(ref))
         if extra:
-            c.fail(f"for ids {ids[:12]}... you count pair {extra[0]} that is not adjacent anywhere")
+            c.fail(_("for ids {ids}... you count pair {extra} that is not adjacent anywhere").format(ids=ids[:12], extra=extra[0]))
         missing = set(ref) - set(got)
         if missing:
-            c.fail(f"for ids {ids[:12]}... you miss {len(missing)} adjacent pair(s); is the last pair counted?")
+            c.fail(_("for ids {ids}... you miss {n_missing} adjacent pair(s); is the last pair counted?").format(ids=ids[:12], n_missing=len(missing)))
         wrong = [p for p in ref if got[p] != ref[p]]
         if wrong:
-            c.fail(f"for ids {ids[:12]}... pair {wrong[0]} has count {got[wrong[0]]}; every position i with "
-                   "(ids[i], ids[i+1]) == pair counts once, the last pair and overlaps included")
+            c.fail(_("for ids {ids}... pair {wrong} has count {got}; every position i with (ids[i], ids[i+1]) "
+                     "== pair counts once, the last pair and overlaps included").format(ids=ids[:12], wrong=wrong[0], got=got[wrong[0]]))
         c.count += 1
     c.done()
 
@@ -78,21 +79,21 @@ def bpe_merge(fn) -> None:
         ([], (1, 2), 3),
     ]
     g = fresh_generator()
-    for _ in range(3):  # random ids over a small alphabet: pairs, repeats and overlaps at unknown places
+    for _i in range(3):  # random ids over a small alphabet: pairs, repeats and overlaps at unknown places
         ids = _ids(g, int(torch.randint(6, 30, (1,), generator=g)), 3)
         cases.append((ids, (ids[1], ids[2]), int(torch.randint(256, 300, (1,), generator=g))))
     for ids, pair, idx in cases:
         before = list(ids)
         got = c.call(fn, ids, pair, idx)
-        c.that(ids == before, "your function changed the input list; build and return a new list instead")
-        c.that(isinstance(got, list), f"return a list of ints, got {type(got).__name__}")
+        c.that(ids == before, _("your function changed the input list; build and return a new list instead"))
+        c.that(isinstance(got, list), _("return a list of ints, got {type}").format(type=type(got).__name__))
         ref = _ref_merge(before, pair, idx)
         if got != ref:
             first = next((i for i, (a, b) in enumerate(zip(got, ref)) if a != b), min(len(got), len(ref)))
-            hint = (f"merging {pair} into {idx} in {before}: your result has length {len(got)}, expected {len(ref)}; "
-                    f"first difference at position {first}")
+            hint = (_("merging {pair} into {idx} in {before}: your result has length {n_got}, expected "
+                      "{n_ref}; first difference at position {first}").format(pair=pair, idx=idx, before=before, n_got=len(got), n_ref=len(ref), first=first))
             if pair[0] == pair[1]:
-                hint += " (a pair like (5, 5) must not overlap: after a match, skip both elements)"
+                hint += _(" (a pair like (5, 5) must not overlap: after a match, skip both elements)")
             c.fail(hint)
         c.count += 1
     c.done()
@@ -113,20 +114,20 @@ def bpe_encode(fn) -> None:
 
     g = fresh_generator()
     learned = _ref_train(_text(g, 40), 256 + int(torch.randint(5, 20, (1,), generator=g)), pattern=None)
-    learned_merges = [pair for pair, _ in sorted(learned.merges.items(), key=lambda kv: kv[1])]
+    learned_merges = [pair for pair, _rank in sorted(learned.merges.items(), key=lambda kv: kv[1])]
     cases += [(_text(g, 8), learned_merges), (_text(g, 8)[::-1], learned_merges)]
     for text, merge_list in cases:
         merges = {pair: 256 + i for i, pair in enumerate(merge_list)}
         got = c.call(fn, text, dict(merges))
-        c.that(isinstance(got, list), f"return a list of ints, got {type(got).__name__}")
+        c.that(isinstance(got, list), _("return a list of ints, got {type}").format(type=type(got).__name__))
         ref = BPETokenizer(merge_list, pattern=None).encode(text)
         if got != ref:
-            hint = f"encoding {text!r} with {len(merges)} merges gives {len(got)} ids, expected {len(ref)}"
+            hint = _("encoding {text!r} with {n_merges} merges gives {n_got} ids, expected {n_ref}").format(text=text, n_merges=len(merges), n_got=len(got), n_ref=len(ref))
             if text == "abc" and got == [257, 99]:
-                hint = ("encoding 'abc' with merges {(98, 99): 256, (97, 98): 257} is wrong: at each step merge the "
-                        "pair with the LOWEST merge id (learned first), not the leftmost pair")
+                hint = (_("encoding 'abc' with merges {(98, 99): 256, (97, 98): 257} is wrong: at each step merge the "
+                        "pair with the LOWEST merge id (learned first), not the leftmost pair"))
             elif len(got) > len(ref):
-                hint += "; keep merging until no adjacent pair is in merges"
+                hint += _("; keep merging until no adjacent pair is in merges")
             c.fail(hint)
         c.count += 1
     c.done()
@@ -143,18 +144,18 @@ def bpe_train(fn) -> None:
              (_text(g, 30), 256 + int(torch.randint(5, 25, (1,), generator=g)))]
     for text, vocab_size in texts:
         merges = c.call(fn, text, vocab_size)
-        c.that(isinstance(merges, dict), f"return a dict (a, b) -> id, got {type(merges).__name__}")
+        c.that(isinstance(merges, dict), _("return a dict (a, b) -> id, got {type}").format(type=type(merges).__name__))
         c.that(len(merges) == vocab_size - 256,
-               f"vocab_size {vocab_size} means {vocab_size - 256} merges, you returned {len(merges)}")
+               _("vocab_size {vocab_size} means {value} merges, you returned {n_merges}").format(vocab_size=vocab_size, value=vocab_size - 256, n_merges=len(merges)))
         ids = list(text.encode("utf-8"))
         for k, (pair, idx) in enumerate(merges.items()):
-            c.that(int(idx) == 256 + k, f"merge number {k} should create id {256 + k}, yours creates {idx}")
+            c.that(int(idx) == 256 + k, _("merge number {k} should create id {value}, yours creates {idx}").format(k=k, value=256 + k, idx=idx))
             stats = _ref_stats(ids)
             pair = tuple(pair)
-            c.that(pair in stats, f"merge {k} {pair} does not occur in the text at that step; did you apply "
-                                  "each merge to the ids before counting again?")
+            c.that(pair in stats, _("merge {k} {pair} does not occur in the text at that step; did you apply each merge to "
+                                    "the ids before counting again?").format(k=k, pair=pair))
             c.that(stats[pair] == max(stats.values()),
-                   f"merge {k} {pair} occurs {stats[pair]} times, but another pair occurs more often at that step")
+                   _("merge {k} {pair} occurs {stats} times, but another pair occurs more often at that step").format(k=k, pair=pair, stats=stats[pair]))
             ids = _ref_merge(ids, pair, 256 + k)
     c.done()
 
@@ -168,5 +169,5 @@ def tokens_per_char(fn) -> None:
                  "你好" * int(torch.randint(1, 5, (1,), generator=g)) + "ab"]:
         got = c.call(fn, tok, text)
         ref = len(tok.encode(text)) / len(text)
-        c.number(got, ref, f"tokens per character of {text!r}", tol=1e-9)
+        c.number(got, ref, _("tokens per character of {text!r}").format(text=text), tol=1e-9)
     c.done()

@@ -13,6 +13,7 @@ import math
 
 import torch
 
+from ..i18n import _
 from ..model import GPT, GPTConfig
 from ..train import PRESETS, get_lr
 from ._core import Check, fresh_generator
@@ -31,10 +32,11 @@ __all__ = [
 def _phase(step: int, cfg) -> str:
     decay_end = getattr(cfg, "lr_decay_iters", None) or cfg.max_iters
     if step < cfg.warmup_iters:
-        return f"during warmup (step {step}, warmup_iters={cfg.warmup_iters})"
+        return _("during warmup (step {step}, warmup_iters={warmup_iters})").format(step=step, warmup_iters=cfg.warmup_iters)
     if step > decay_end:
-        return f"after the decay has ended (step {step} > {decay_end})"
-    return f"during the cosine decay (step {step}, warmup_iters={cfg.warmup_iters}, decay ends at {decay_end})"
+        return _("after the decay has ended (step {step} > {decay_end})").format(step=step, decay_end=decay_end)
+    return _("during the cosine decay (step {step}, warmup_iters={warmup_iters}, decay ends at "
+             "{decay_end})").format(step=step, warmup_iters=cfg.warmup_iters, decay_end=decay_end)
 
 
 def lr_schedule(fn):
@@ -63,18 +65,18 @@ def lr_schedule(fn):
             got = c.call(fn, step, cfg)
             ref = get_lr(step, cfg)
             c.that(isinstance(got, (int, float)) or getattr(got, "ndim", None) == 0,
-                   f"return a number (a Python float), got {type(got).__name__}")
+                   _("return a number (a Python float), got {type}").format(type=type(got).__name__))
             got = float(got)
-            c.that(math.isfinite(got), f"the learning rate {_phase(step, cfg)} is {got}, not a finite number")
+            c.that(math.isfinite(got), _("the learning rate {_phase} is {got}, not a finite number").format(_phase=_phase(step, cfg), got=got))
             if not math.isclose(got, ref, rel_tol=1e-6, abs_tol=1e-12):
                 if got > s["learning_rate"] * (1 + 1e-9):
-                    c.fail(f"{_phase(step, cfg)} your learning rate {got:.3g} exceeds cfg.learning_rate; "
-                           "the schedule never goes above its peak")
+                    c.fail(_("{_phase} your learning rate {got:.3g} exceeds cfg.learning_rate; the schedule never "
+                             "goes above its peak").format(_phase=_phase(step, cfg), got=got))
                 if got < s["min_lr"] * (1 - 1e-9) and step >= w:
-                    c.fail(f"{_phase(step, cfg)} your learning rate {got:.3g} is below cfg.min_lr; "
-                           "the cosine should end at min_lr, not at 0")
-                c.fail(f"{_phase(step, cfg)} your learning rate is {got:.6g}, which is "
-                       f"{'too high' if got > ref else 'too low'}; re-read the formula for this phase")
+                    c.fail(_("{_phase} your learning rate {got:.3g} is below cfg.min_lr; the cosine should end at "
+                             "min_lr, not at 0").format(_phase=_phase(step, cfg), got=got))
+                c.fail(_("{_phase} your learning rate is {got:.6g}, which is {value}; re-read the formula for "
+                         "this phase").format(_phase=_phase(step, cfg), got=got, value=_("too high") if got > ref else _("too low")))
     c.done()
 
 
@@ -83,22 +85,22 @@ def tokens_per_step(fn):
     c = Check("tokens_per_step")
     g = fresh_generator()
     drawn = [tuple(int(v) for v in torch.randint(2, 9, (4,), generator=g) * torch.tensor([4, 16, 1, 1]))
-             for _ in range(3)]
+             for _i in range(3)]
     cases = [(12, 64, 1, 1), (8, 128, 4, 1), (16, 1024, 5, 8), (1, 1, 1, 1)] + drawn
     for b, t, a, w in cases:
         got = c.call(fn, b, t, a, w)
         c.that(isinstance(got, int) and not isinstance(got, bool),
-               f"return an int (a count of tokens), got {type(got).__name__}")
+               _("return an int (a count of tokens), got {type}").format(type=type(got).__name__))
         ref = b * t * a * w
         if got != ref:
             if got == b * t * a:
-                c.fail(f"batch_size={b}, block_size={t}, grad_accum_steps={a}, world_size={w}: each of the "
-                       "world_size processes reads its own batches; count them too")
+                c.fail(_("batch_size={b}, block_size={t}, grad_accum_steps={a}, world_size={w}: each of the "
+                         "world_size processes reads its own batches; count them too").format(b=b, t=t, a=a, w=w))
             if got == b * t * w:
-                c.fail(f"batch_size={b}, block_size={t}, grad_accum_steps={a}, world_size={w}: one optimizer "
-                       "step sums the gradients of grad_accum_steps micro-batches; count them too")
-            c.fail(f"batch_size={b}, block_size={t}, grad_accum_steps={a}, world_size={w}: you said {got}, "
-                   f"which is too {'high' if got > ref else 'low'}")
+                c.fail(_("batch_size={b}, block_size={t}, grad_accum_steps={a}, world_size={w}: one optimizer "
+                         "step sums the gradients of grad_accum_steps micro-batches; count them too").format(b=b, t=t, a=a, w=w))
+            c.fail(_("batch_size={b}, block_size={t}, grad_accum_steps={a}, world_size={w}: you said {got}, "
+                     "which is too {value}").format(b=b, t=t, a=a, w=w, got=got, value=_("high") if got > ref else _("low")))
     c.done()
 
 
@@ -123,7 +125,7 @@ def accumulate_grads(fn):
     for accum in (1, 2, 4, int(torch.randint(3, 6, (1,), generator=g))):
         micro = int(torch.randint(1, 4, (1,), generator=g))
         model, x, y = _tiny_gpt(int(torch.randint(0, 2**30, (1,), generator=g)), batch=accum * micro)
-        _, loss = model(x, y)
+        _logits, loss = model(x, y)
         loss.backward()
         ref_grads, ref_loss = _grads(model), loss.item()
         model.zero_grad(set_to_none=True)
@@ -139,31 +141,33 @@ def accumulate_grads(fn):
             pre.remove()
             hook.remove()
         c.that(isinstance(got, (int, float)) or getattr(got, "ndim", None) == 0,
-               f"return the mean loss as a number, got {type(got).__name__}")
+               _("return the mean loss as a number, got {type}").format(type=type(got).__name__))
         got = float(got)
         c.that(all(p.grad is not None for p in model.parameters()),
-               "after your function some parameters have no .grad; call backward() on every micro-batch loss")
+               _("after your function some parameters have no .grad; call backward() on every micro-batch loss"))
         B = x.size(0)
         c.that(rows == [micro] * accum,
-               f"with a batch of {B} rows and accum_steps={accum} your model ran {len(rows)} forward pass(es) on "
-               f"{rows} rows; accumulation runs accum_steps passes on equal micro-batches of the batch, so "
-               "only one micro-batch's activations are held in memory at a time")
+               _("with a batch of {B} rows and accum_steps={accum} your model ran {n_rows} forward "
+                 "pass(es) on {rows} rows; accumulation runs accum_steps passes on equal micro-batches of "
+                 "the batch, so only one micro-batch's activations are held in memory at a time").format(B=B, accum=accum, n_rows=len(rows), rows=rows))
         c.that(len(backwards) == accum,
-               f"with accum_steps={accum} the gradients were computed in {len(backwards)} backward pass(es); "
-               "call backward() once per micro-batch (summing the losses first keeps every graph alive)")
+               _("with accum_steps={accum} the gradients were computed in {n_backwards} backward "
+                 "pass(es); call backward() once per micro-batch (summing the losses first keeps every "
+                 "graph alive)").format(accum=accum, n_backwards=len(backwards)))
         mine = _grads(model)
         ratio = (sum(g_.norm() ** 2 for g_ in mine) / sum(g_.norm() ** 2 for g_ in ref_grads)).sqrt().item()
         if abs(ratio - accum) < 1e-3 * accum and accum > 1:
-            c.fail(f"with accum_steps={accum} your gradients are {accum}x too large: backward() adds into .grad, "
-                   "so each micro-batch loss must be scaled first")
+            c.fail(_("with accum_steps={accum} your gradients are {accum}x too large: backward() adds into "
+                     ".grad, so each micro-batch loss must be scaled first").format(accum=accum))
         for i, (g_, r) in enumerate(zip(mine, ref_grads)):
             c.that(torch.allclose(g_, r, atol=1e-6, rtol=1e-4),
-                   f"with accum_steps={accum} the gradient of parameter {i} differs from a full-batch backward "
-                   f"(your gradients are {ratio:.3f}x the size of the reference); split x and y along the batch "
-                   "dimension into accum_steps equal micro-batches")
+                   _("with accum_steps={accum} the gradient of parameter {i} differs from a full-batch "
+                     "backward (your gradients are {ratio:.3f}x the size of the reference); split x and y "
+                     "along the batch dimension into accum_steps equal micro-batches").format(accum=accum, i=i, ratio=ratio))
         if abs(got - accum * ref_loss) < 1e-4 and accum > 1:
-            c.fail(f"with accum_steps={accum} the loss you return is the sum over micro-batches; return the mean")
-        c.number(got, ref_loss, f"the loss returned with accum_steps={accum}", tol=1e-4)
+            c.fail(_("with accum_steps={accum} the loss you return is the sum over micro-batches; return the "
+                     "mean").format(accum=accum))
+        c.number(got, ref_loss, _("the loss returned with accum_steps={accum}").format(accum=accum), tol=1e-4)
     c.done()
 
 
@@ -175,43 +179,43 @@ def clip_global_norm(fn):
     for max_norm in (float(torch.empty(1).uniform_(0.2, 1.0, generator=g)), 1.0, 100.0):
         model, x, y = _tiny_gpt(seed=seed)
         # A large loss scale makes the gradient norm clearly larger than 0.5 and 1.0.
-        _, loss = model(x, y)
+        _logits, loss = model(x, y)
         (loss * 20).backward()
         params = list(model.parameters())
-        ref_model, _, _ = _tiny_gpt(seed=seed)
+        ref_model, _opt, _data = _tiny_gpt(seed=seed)
         for p, q in zip(ref_model.parameters(), params):
             p.grad = q.grad.detach().clone()
         ref_norm = torch.nn.utils.clip_grad_norm_(ref_model.parameters(), max_norm).item()
         before = _grads(model)
         got = c.call(fn, params, max_norm)
-        c.that(got is not None, "return the total gradient norm (measured before clipping), got None")
+        c.that(got is not None, _("return the total gradient norm (measured before clipping), got None"))
         try:
             got = float(got)
         except (TypeError, ValueError):
-            c.fail(f"return the total gradient norm as a number, got {type(got).__name__}")
+            c.fail(_("return the total gradient norm as a number, got {type}").format(type=type(got).__name__))
         if abs(got - ref_norm) > 1e-3 * ref_norm:
             after_norm = torch.sqrt(sum(g.norm() ** 2 for g in _grads(model))).item()
             if abs(got - after_norm) < 1e-3 * max(after_norm, 1e-9) and max_norm < ref_norm:
-                c.fail("you returned the norm after clipping; return the norm measured before clipping")
-            c.fail(f"the total norm you returned ({got:.4g}) is {'too high' if got > ref_norm else 'too low'}: "
-                   "it is the L2 norm of all gradients together, as if they were one long vector")
+                c.fail(_("you returned the norm after clipping; return the norm measured before clipping"))
+            c.fail(_("the total norm you returned ({got:.4g}) is {value}: it is the L2 norm of all gradients "
+                     "together, as if they were one long vector").format(got=got, value=_("too high") if got > ref_norm else _("too low")))
         c.count += 1
         mine = _grads(model)
         ref = _grads(ref_model)
         ok = all(torch.allclose(g, r, atol=1e-7, rtol=1e-4) for g, r in zip(mine, ref))
         if not ok:
             if max_norm >= ref_norm:
-                c.fail(f"max_norm={max_norm} is above the total norm, so the gradients must stay unchanged")
+                c.fail(_("max_norm={max_norm} is above the total norm, so the gradients must stay unchanged").format(max_norm=max_norm))
             directions = all(
                 torch.allclose(g / (g.norm() + 1e-12), b / (b.norm() + 1e-12), atol=1e-5)
                 for g, b in zip(mine, before)
             )
             ratios = [(g.norm() / (b.norm() + 1e-12)).item() for g, b in zip(mine, before) if b.norm() > 0]
             if directions and max(ratios) - min(ratios) > 1e-4:
-                c.fail(f"max_norm={max_norm}: your tensors were scaled by different factors; clip by the "
-                       "global norm, one factor for all tensors, so the update keeps its direction")
-            c.fail(f"max_norm={max_norm}: after clipping the gradients differ from the reference; every "
-                   "gradient is multiplied by the same factor max_norm / (total_norm + 1e-6)")
+                c.fail(_("max_norm={max_norm}: your tensors were scaled by different factors; clip by the global "
+                         "norm, one factor for all tensors, so the update keeps its direction").format(max_norm=max_norm))
+            c.fail(_("max_norm={max_norm}: after clipping the gradients differ from the reference; every "
+                     "gradient is multiplied by the same factor max_norm / (total_norm + 1e-6)").format(max_norm=max_norm))
     c.done()
 
 
@@ -225,7 +229,7 @@ def training_days(fn):
         (1e6, 1e6, 2, 1e11, 0.1),
     ]
     g = fresh_generator()
-    for _ in range(2):  # numbers nobody can know in advance
+    for _i in range(2):  # numbers nobody can know in advance
         u = torch.rand(5, generator=g).tolist()
         cases.append((10 ** (6 + 4 * u[0]), 10 ** (9 + 3 * u[1]), int(1 + 63 * u[2]), 1e14 * (1 + 9 * u[3]),
                       round(0.2 + 0.4 * u[4], 3)))
@@ -235,24 +239,23 @@ def training_days(fn):
         try:
             got = float(got)
         except (TypeError, ValueError):
-            c.fail(f"return the number of days as a float, got {type(got).__name__}")
-        desc = f"N={n:.3g}, D={d:.3g}, {g} GPUs, peak {peak:.3g} FLOP/s, MFU {mfu}"
+            c.fail(_("return the number of days as a float, got {type}").format(type=type(got).__name__))
+        desc = _("N={n:.3g}, D={d:.3g}, {g} GPUs, peak {peak:.3g} FLOP/s, MFU {mfu}").format(n=n, d=d, g=g, peak=peak, mfu=mfu)
         c.count += 1
         if not math.isclose(got, ref, rel_tol=1e-6):
             r = got / ref if ref else float("nan")
             if math.isclose(r, 1 / 3, rel_tol=1e-3):
-                c.fail(f"{desc}: your estimate is 3x too small; 2·N·D is the forward pass only, "
-                       "training also runs the backward pass (twice the forward's FLOPs)")
+                c.fail(_("{desc}: your estimate is 3x too small; 2·N·D is the forward pass only, training also "
+                         "runs the backward pass (twice the forward's FLOPs)").format(desc=desc))
             if math.isclose(r, 86400, rel_tol=1e-3):
-                c.fail(f"{desc}: that looks like seconds; return days")
+                c.fail(_("{desc}: that looks like seconds; return days").format(desc=desc))
             if math.isclose(r, 24, rel_tol=1e-3):
-                c.fail(f"{desc}: that looks like hours; return days")
+                c.fail(_("{desc}: that looks like hours; return days").format(desc=desc))
             if math.isclose(r, mfu, rel_tol=1e-3) or math.isclose(r, mfu**2, rel_tol=1e-3):
-                c.fail(f"{desc}: the GPUs deliver only mfu x peak FLOP/s, so training takes longer, not shorter")
+                c.fail(_("{desc}: the GPUs deliver only mfu x peak FLOP/s, so training takes longer, not shorter").format(desc=desc))
             if math.isclose(r, 1 / mfu, rel_tol=1e-3) or math.isclose(r, g, rel_tol=1e-3):
-                c.fail(f"{desc}: your estimate is off by a factor of {r:.3g}; check how mfu and n_gpus enter")
-            c.fail(f"{desc}: your estimate is {got:.4g} days, {'too high' if got > ref else 'too low'} "
-                   f"by a factor of {max(r, 1 / r) if r else float('inf'):.3g}")
+                c.fail(_("{desc}: your estimate is off by a factor of {r:.3g}; check how mfu and n_gpus enter").format(desc=desc, r=r))
+            c.fail(_("{desc}: your estimate is {got:.4g} days, {value} by a factor of {value2:.3g}").format(desc=desc, got=got, value=_("too high") if got > ref else _("too low"), value2=max(r, 1 / r) if r else float('inf')))
     c.done()
 
 
@@ -279,7 +282,7 @@ def find_loss_spike(fn):
         ([3.0, 2.0, 2.9, 2.95, 3.05], 1.5),              # 3.05 > 1.5 * 2.0
     ]
     g = fresh_generator()
-    for _ in range(3):
+    for _i in range(3):
         # a slow drift: the loss falls to its lowest point, then creeps up by at most 2% a step, so
         # no window of the last ten steps ever sees a rise of `ratio`, but the lowest loss does
         ratio = round(float(torch.empty(1).uniform_(1.3, 1.6, generator=g)), 3)
@@ -296,15 +299,16 @@ def find_loss_spike(fn):
         want = ref(losses, ratio)
         if got != want:
             if want is None:
-                c.fail(f"losses={losses}, ratio={ratio}: you found a spike at {got!r}, but no step there is "
-                       f"more than {ratio}x the lowest loss seen before it; return None")
+                c.fail(_("losses={losses}, ratio={ratio}: you found a spike at {got!r}, but no step there is more "
+                         "than {ratio}x the lowest loss seen before it; return None").format(losses=losses, ratio=ratio, got=got))
             if got is None:
-                c.fail(f"losses={losses}, ratio={ratio}: you returned None, but there is a spike; compare each "
-                       "loss with the lowest loss of all the steps before it, not only the previous one")
+                c.fail(_("losses={losses}, ratio={ratio}: you returned None, but there is a spike; compare each "
+                         "loss with the lowest loss of all the steps before it, not only the previous one").format(losses=losses, ratio=ratio))
             if isinstance(got, float) and got in losses:
-                c.fail(f"losses={losses}, ratio={ratio}: return the step index, not the loss value")
-            c.fail(f"losses={losses}, ratio={ratio}: you returned {got!r}; compare each loss with the lowest "
-                   "loss of all the steps before it (not only the previous one), and return the first such step")
+                c.fail(_("losses={losses}, ratio={ratio}: return the step index, not the loss value").format(losses=losses, ratio=ratio))
+            c.fail(_("losses={losses}, ratio={ratio}: you returned {got!r}; compare each loss with the lowest "
+                     "loss of all the steps before it (not only the previous one), and return the first such "
+                     "step").format(losses=losses, ratio=ratio, got=got))
         c.count += 1
     c.done()
 
@@ -328,7 +332,7 @@ def _step_replay(model, states, batches):
     for state, (x, y) in zip(states, batches):
         model.load_state_dict(state)
         model.zero_grad(set_to_none=True)
-        _, loss = model(x, y)
+        _logits, loss = model(x, y)
         loss.backward()
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         norms.append(torch.sqrt(sum(g.double().norm() ** 2 for g in grads)).item())
@@ -349,12 +353,12 @@ def spike_run(fn):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a model this small trains fastest on one thread
     try:
-        for _ in range(5):
+        for _i in range(5):
             try:
                 return _spike_run(fn)
             except _Redraw:
                 continue
-        Check("spike_run").fail("no draw of five had a step whose gradients needed clipping; run the check again")
+        Check("spike_run").fail(_("no draw of five had a step whose gradients needed clipping; run the check again"))
     finally:
         torch.set_num_threads(threads)
 
@@ -378,7 +382,7 @@ def _spike_run(fn):
     first = torch.sqrt(sum(p.grad.norm() ** 2 for p in probe.parameters() if p.grad is not None)).item()
     max_norm = round(first * float(torch.empty(1).uniform_(0.5, 0.9, generator=g)), 4)
     windows = {tuple(w.tolist()) for w in data.unfold(0, T + 1, 1)}
-    where = f"(steps={steps}, max_norm={max_norm}, seed={seed}, batch_size={B}, block_size={T})"
+    where = _("(steps={steps}, max_norm={max_norm}, seed={seed}, batch_size={B}, block_size={T})").format(steps=steps, max_norm=max_norm, seed=seed, B=B, T=T)
 
     def run(bad_step, run_seed):
         model = copy.deepcopy(model0)
@@ -409,19 +413,19 @@ def _spike_run(fn):
         try:
             losses, norms = ([float(v) for v in part] for part in out)
         except (TypeError, ValueError):
-            c.fail(f"return two lists of numbers, (losses, norms), got {type(out).__name__}")
+            c.fail(_("return two lists of numbers, (losses, norms), got {type}").format(type=type(out).__name__))
         c.that(len(losses) == steps and len(norms) == steps,
-               f"with steps={steps} return one loss and one gradient norm per step; you returned "
-               f"{len(losses)} losses and {len(norms)} norms")
+               _("with steps={steps} return one loss and one gradient norm per step; you returned "
+                 "{n_losses} losses and {n_norms} norms").format(steps=steps, n_losses=len(losses), n_norms=len(norms)))
         c.that(len(batches) == steps,
-               f"with steps={steps} your function ran the model on {len(batches)} training batches; run one "
-               "forward pass (with targets) per step, on the model you are given")
+               _("with steps={steps} your function ran the model on {n_batches} training batches; run one "
+                 "forward pass (with targets) per step, on the model you are given").format(steps=steps, n_batches=len(batches)))
         c.that(len(opt_steps) == steps,
-               f"with steps={steps} your optimizer stepped {len(opt_steps)} times; step it once per step")
-        name, opt_lr, betas, _ = opt_steps[0]
+               _("with steps={steps} your optimizer stepped {n_opt_steps} times; step it once per step").format(steps=steps, n_opt_steps=len(opt_steps)))
+        name, opt_lr, betas, _rest = opt_steps[0]
         c.that(name == "AdamW" and opt_lr == lr and betas == (0.9, 0.99),
-               f"you trained with {name}(lr={opt_lr}, betas={betas}); the exercise asks for "
-               f"AdamW(lr=lr, betas=(0.9, 0.99)) with lr={lr}")
+               _("you trained with {name}(lr={opt_lr}, betas={betas}); the exercise asks for AdamW(lr=lr, "
+                 "betas=(0.9, 0.99)) with lr={lr}").format(name=name, opt_lr=opt_lr, betas=betas, lr=lr))
         return losses, norms, batches, [s[3] for s in opt_steps], states
 
     def is_text(x, y):
@@ -431,56 +435,58 @@ def _spike_run(fn):
     clean = run(None, seed)
     for t, (x, y) in enumerate(clean[2]):
         c.that(tuple(x.shape) == (B, T) and tuple(y.shape) == (B, T),
-               f"{where}: step {t}'s batch has shape {tuple(x.shape)}; draw batch_size rows of "
-               "model.config.block_size tokens")
-        c.that(is_text(x, y), f"{where}: at step {t} without a bad step, your batch is not windows of `data` "
-                              "with y = x shifted by one token; draw every clean batch from the text")
+               _("{where}: step {t}'s batch has shape {shape}; draw batch_size rows of "
+                 "model.config.block_size tokens").format(where=where, t=t, shape=tuple(x.shape)))
+        c.that(is_text(x, y), _("{where}: at step {t} without a bad step, your batch is not windows of `data` with y = x "
+                                "shifted by one token; draw every clean batch from the text").format(where=where, t=t))
     again = run(None, seed)
     c.that(all(torch.equal(a[0], b[0]) for a, b in zip(clean[2], again[2])) and clean[0] == again[0],
-           f"{where}: two runs with the same seed saw different batches or gave different losses; draw the "
-           "batches from a generator seeded with `seed`, so that runs can be compared step by step")
+           _("{where}: two runs with the same seed saw different batches or gave different losses; "
+             "draw the batches from a generator seeded with `seed`, so that runs can be compared step "
+             "by step").format(where=where))
     other = run(None, seed + 1)
     c.that(not torch.equal(clean[2][0][0], other[2][0][0]),
-           f"{where}: seed={seed} and seed={seed + 1} gave the same first batch; the batches must depend on `seed`")
+           _("{where}: seed={seed} and seed={value} gave the same first batch; the batches must "
+             "depend on `seed`").format(where=where, seed=seed, value=seed + 1))
 
     spiked = run(bad, seed)
     x, y = spiked[2][bad]
     c.that(x.unique().numel() == 1 and torch.equal(x, y),
-           f"{where}, bad_step={bad}: the batch at the bad step should be one character repeated, in x and y "
-           "alike (a shard of one repeated byte)")
+           _("{where}, bad_step={bad}: the batch at the bad step should be one character repeated, in "
+             "x and y alike (a shard of one repeated byte)").format(where=where, bad=bad))
     same = [torch.equal(a[0], b[0]) for a, b in zip(clean[2], spiked[2])]
-    c.that(all(same[:bad]), f"{where}, bad_step={bad}: before the bad step the run saw other batches than the run "
-                            "without one; with the same seed both runs must see the same batches")
+    c.that(all(same[:bad]), _("{where}, bad_step={bad}: before the bad step the run saw other batches than the run "
+                              "without one; with the same seed both runs must see the same batches").format(where=where, bad=bad))
     after = [t for t in range(bad + 1, steps) if not same[t]]
     c.that(not after,
-           f"{where}, bad_step={bad}: after the bad step your run saw other text batches than the run without "
-           f"one (first at step {after[0] if after else ''}), so a comparison of the two would mix the bad "
-           "batch's effect with different data; draw the bad batch without disturbing the stream of clean "
-           "batches")
+           _("{where}, bad_step={bad}: after the bad step your run saw other text batches than the "
+             "run without one (first at step {value}), so a comparison of the two would mix the bad "
+             "batch's effect with different data; draw the bad batch without disturbing the stream of "
+             "clean batches").format(where=where, bad=bad, value=after[0] if after else ''))
 
     replay_model = copy.deepcopy(model0)
     ref_clean = _step_replay(replay_model, clean[4], clean[2])
     if not any(n > max_norm * (1 + 1e-3) for n in ref_clean[1]):
         raise _Redraw  # every step below max_norm: clipping mistakes would go unseen
-    for label, (losses, norms, batches, step_norms, states) in (("without a bad step", clean),
-                                                                (f"with bad_step={bad}", spiked)):
+    for label, (losses, norms, batches, step_norms, states) in ((_("without a bad step"), clean),
+                                                                (_("with bad_step={bad}").format(bad=bad), spiked)):
         for t, n_step in enumerate(step_norms):
             if n_step > max_norm * (1 + 1e-4) + 1e-6:
-                c.fail(f"{where}, {label}: at step {t} the gradients reached the optimizer with norm "
-                       f"{n_step:.4g} > max_norm; clip them after backward() and before opt.step()")
+                c.fail(_("{where}, {label}: at step {t} the gradients reached the optimizer with norm "
+                         "{n_step:.4g} > max_norm; clip them after backward() and before opt.step()").format(where=where, label=label, t=t, n_step=n_step))
         ref_losses, ref_norms = _step_replay(replay_model, states, batches)
         for t in range(steps):
             if not math.isclose(losses[t], ref_losses[t], rel_tol=1e-4, abs_tol=1e-5):
-                c.fail(f"{where}, {label}: your loss at step {t} is {losses[t]:.5f}, but your model on your batch "
-                       "at that step gives another; return each step's training loss, and check the order of the "
-                       "steps in your loop")
+                c.fail(_("{where}, {label}: your loss at step {t} is {losses:.5f}, but your model on your batch "
+                         "at that step gives another; return each step's training loss, and check the order of "
+                         "the steps in your loop").format(where=where, label=label, t=t, losses=losses[t]))
             c.count += 1
             if not math.isclose(norms[t], ref_norms[t], rel_tol=1e-3, abs_tol=1e-6):
                 if math.isclose(norms[t], min(ref_norms[t], max_norm), rel_tol=1e-3):
-                    c.fail(f"{where}, {label}: at step {t} you logged the norm after clipping ({norms[t]:.4g}); "
-                           "log the norm measured before clipping, so that the spike shows")
-                c.fail(f"{where}, {label}: the gradient norm you logged at step {t} ({norms[t]:.4g}) differs from "
-                       "the global norm of that step's gradients, computed afresh (zeroed first) on your model and "
-                       "batch and measured before clipping")
+                    c.fail(_("{where}, {label}: at step {t} you logged the norm after clipping ({norms:.4g}); log the "
+                             "norm measured before clipping, so that the spike shows").format(where=where, label=label, t=t, norms=norms[t]))
+                c.fail(_("{where}, {label}: the gradient norm you logged at step {t} ({norms:.4g}) differs from "
+                         "the global norm of that step's gradients, computed afresh (zeroed first) on your model "
+                         "and batch and measured before clipping").format(where=where, label=label, t=t, norms=norms[t]))
             c.count += 1
     c.done()

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from ..generate import repetition_penalty as _reference_penalty
 from ..generate import top_p_filter as _reference_top_p_filter
+from ..i18n import _
 from ._core import Check, fresh_generator
 
 __all__ = ["top_p_filter", "repetition_penalty", "cached_attention_step", "distinct_n", "best_temperature"]
@@ -40,12 +41,12 @@ def top_p_filter(fn):
     c = Check("top_p_filter")
     g = fresh_generator()
     cases = []
-    for _ in range(4):
+    for _i in range(4):
         B, V = int(torch.randint(1, 4, (1,), generator=g)), int(torch.randint(5, 40, (1,), generator=g))
         logits = torch.randn(B, V, generator=g) * 2
         logits = logits[:, torch.randperm(V, generator=g)]  # the most likely tokens are not the first ids
         p = float(torch.empty(1).uniform_(0.2, 0.95, generator=g))
-        cases.append((logits, p, f"random logits of shape {(B, V)} with p={p:.3f}"))
+        cases.append((logits, p, _("random logits of shape {value} with p={p:.3f}").format(value=(B, V), p=p)))
     # rows that need different numbers of tokens (a peaked one, a flat one, a random one): a filter that
     # takes one row's cut-off for all, or pools the rows, keeps the wrong tokens
     V = int(torch.randint(8, 20, (1,), generator=g))
@@ -54,32 +55,33 @@ def top_p_filter(fn):
     rows = torch.stack([peaked, torch.randn(V, generator=g) * 0.1, torch.randn(V, generator=g) * 2])
     rows = rows[torch.randperm(3, generator=g)]
     p_rows = float(torch.empty(1).uniform_(0.5, 0.9, generator=g))
-    cases.insert(0, (rows, p_rows, f"three rows of different shapes (one peaked, one flat) with p={p_rows:.3f}"))
+    cases.insert(0, (rows, p_rows, _("three rows of different shapes (one peaked, one flat) with p={p_rows:.3f}").format(p_rows=p_rows)))
     # a distribution where the boundary token matters: 0.5, 0.3, 0.2 (shuffled) with p = 0.7
     probs = torch.tensor([0.2, 0.5, 0.3])
-    cases.append((probs.log().unsqueeze(0), 0.7, "probabilities [0.2, 0.5, 0.3] with p=0.7"))
-    cases.append((torch.randn(2, 10, generator=g), 1.0, "p=1.0 (every token must stay)"))
-    cases.append((torch.tensor([[0.0, 4.0, 1.0, 2.0]]), 1e-3, "a tiny p (only the most likely token stays)"))
+    cases.append((probs.log().unsqueeze(0), 0.7, _("probabilities [0.2, 0.5, 0.3] with p=0.7")))
+    cases.append((torch.randn(2, 10, generator=g), 1.0, _("p=1.0 (every token must stay)")))
+    cases.append((torch.tensor([[0.0, 4.0, 1.0, 2.0]]), 1e-3, _("a tiny p (only the most likely token stays)")))
     for logits, p, what in cases:
         got = c.call(fn, logits.clone(), p)
         ref = _ref_top_p(logits, p)
-        c.shape(got, tuple(logits.shape), "the filtered logits")
+        c.shape(got, tuple(logits.shape), _("the filtered logits"))
         got = torch.as_tensor(got).detach()
         keep_got, keep_ref = _kept(got), _kept(ref)
         if not torch.equal(keep_got, keep_ref):
             n_got = int(keep_got.sum())
             sp = F.softmax(logits.double(), -1)
             if torch.equal(keep_got, _kept_below_p(sp, p)):
-                c.fail(f"for {what} you keep {n_got} tokens, too few: also keep the token whose "
-                       "probability makes the kept mass reach p")
+                c.fail(_("for {what} you keep {n_got} tokens, too few: also keep the token whose probability "
+                         "makes the kept mass reach p").format(what=what, n_got=n_got))
             mass = float((sp * keep_got).sum(-1).min())
             if mass < p - 1e-9:
-                c.fail(f"for {what} the kept tokens hold only {mass:.3f} of the probability; they must reach p")
-            c.fail(f"for {what} you keep {n_got} tokens; the smallest set of the most likely tokens whose "
-                   "probability reaches p is different. Sort by probability, largest first")
+                c.fail(_("for {what} the kept tokens hold only {mass:.3f} of the probability; they must reach p").format(what=what, mass=mass))
+            c.fail(_("for {what} you keep {n_got} tokens; the smallest set of the most likely tokens whose "
+                     "probability reaches p is different. Sort by probability, largest first").format(what=what, n_got=n_got))
         c.count += 1
         c.that(bool(torch.allclose(got[keep_ref], logits[keep_ref])),
-               f"for {what} the kept logits changed; leave them as they are and set only the others to -inf")
+               _("for {what} the kept logits changed; leave them as they are and set only the others to "
+                 "-inf").format(what=what))
     c.done()
 
 
@@ -88,7 +90,7 @@ def repetition_penalty(fn):
     its row's context is penalised once: positive logits divided by ``penalty``, negative multiplied."""
     c = Check("repetition_penalty")
     g = fresh_generator()
-    for _ in range(4):
+    for _i in range(4):
         B, V, T = 2, int(torch.randint(6, 20, (1,), generator=g)), 6
         logits = torch.randn(B, V, generator=g) * 3
         context = torch.randint(0, V // 2, (B, T), generator=g)  # repeats are likely
@@ -98,20 +100,20 @@ def repetition_penalty(fn):
         counts = torch.zeros(B, V).scatter_add_(1, context, torch.ones(B, T))
         ref = _reference_penalty(logits, counts, penalty)
         got = c.call(fn, logits.clone(), context.clone(), penalty)
-        c.shape(got, (B, V), "the penalised logits")
+        c.shape(got, (B, V), _("the penalised logits"))
         got = torch.as_tensor(got).detach().double()
         if not torch.allclose(got, ref.double(), atol=1e-5):
             seen = counts > 0
             if torch.allclose(got, torch.where(seen, logits / penalty, logits).double(), atol=1e-5):
-                c.fail("a negative logit divided by the penalty moves *up*, making the token more likely; "
-                       "multiply negative logits by the penalty instead")
+                c.fail(_("a negative logit divided by the penalty moves *up*, making the token more likely; "
+                       "multiply negative logits by the penalty instead"))
             twice = torch.where(logits > 0, logits / penalty ** counts, logits * penalty ** counts)
             if torch.allclose(got, twice.double(), atol=1e-5):
-                c.fail("a token that occurs twice was penalised twice; penalise each seen token once")
+                c.fail(_("a token that occurs twice was penalised twice; penalise each seen token once"))
             if torch.allclose(got[~seen], logits[~seen].double(), atol=1e-5):
-                c.fail("the tokens that occur in the context are not penalised as expected; "
-                       "check which of them you change and how")
-            c.fail("tokens that never occur in the context changed; only the seen ones get the penalty")
+                c.fail(_("the tokens that occur in the context are not penalised as expected; "
+                       "check which of them you change and how"))
+            c.fail(_("tokens that never occur in the context changed; only the seen ones get the penalty"))
         c.count += 1
     c.done()
 
@@ -123,32 +125,32 @@ def cached_attention_step(fn):
     g = fresh_generator()
     for S in (int(torch.randint(2, 9, (1,), generator=g)), 0):
         B, nh, hs = 2, 3, 8
-        q, k, v = (torch.randn(B, nh, S + 1, hs, generator=g) for _ in range(3))
+        q, k, v = (torch.randn(B, nh, S + 1, hs, generator=g) for _i in range(3))
         full = F.scaled_dot_product_attention(q, k, v, is_causal=True)[:, :, -1:]  # the last position
         out = c.call(fn, q[:, :, -1:].clone(), k[:, :, -1:].clone(), v[:, :, -1:].clone(),
                      k[:, :, :S].clone(), v[:, :, :S].clone())
         c.that(isinstance(out, (tuple, list)) and len(out) == 3,
-               f"return three things, (y, k_cache, v_cache); got {type(out).__name__}")
+               _("return three things, (y, k_cache, v_cache); got {type}").format(type=type(out).__name__))
         y, kc, vc = (torch.as_tensor(t).detach() for t in out)
-        c.shape(kc, (B, nh, S + 1, hs), f"the new k_cache (the {S} cached keys and the new one)")
-        c.shape(vc, (B, nh, S + 1, hs), "the new v_cache")
+        c.shape(kc, (B, nh, S + 1, hs), _("the new k_cache (the {S} cached keys and the new one)").format(S=S))
+        c.shape(vc, (B, nh, S + 1, hs), _("the new v_cache"))
         c.that(torch.allclose(kc, k) and torch.allclose(vc, v),
-               "append the new key and value *after* the cached ones, along the time dimension (dim=2)")
-        c.shape(y, (B, nh, 1, hs), "y")
+               _("append the new key and value *after* the cached ones, along the time dimension (dim=2)"))
+        c.shape(y, (B, nh, 1, hs), _("y"))
         if S > 0 and not torch.allclose(y, full, atol=1e-5):
             past_only = F.scaled_dot_product_attention(q[:, :, -1:], k[:, :, :S], v[:, :, :S])
             if torch.allclose(y, past_only, atol=1e-5):
-                c.fail("the new token must attend to itself too: use the caches *after* appending")
+                c.fail(_("the new token must attend to itself too: use the caches *after* appending"))
             if torch.allclose(y, v[:, :, :1], atol=1e-5):
-                c.fail("the new token only sees position 0: a causal mask built for a square (T, T) score "
-                       "matrix is wrong for one query; the newest token may see every cached position")
+                c.fail(_("the new token only sees position 0: a causal mask built for a square (T, T) score "
+                       "matrix is wrong for one query; the newest token may see every cached position"))
             unscaled = F.scaled_dot_product_attention(q[:, :, -1:], k, v, scale=1.0)
             if torch.allclose(y, unscaled, atol=1e-5):
-                c.fail("divide the scores by sqrt(head size) as in lesson 05")
-            c.fail("y differs from full causal attention at the last position")
+                c.fail(_("divide the scores by sqrt(head size) as in lesson 05"))
+            c.fail(_("y differs from full causal attention at the last position"))
         if S == 0:
             c.that(torch.allclose(y, v[:, :, -1:], atol=1e-5),
-                   "with an empty cache the only position is the new token, so y must be its value")
+                   _("with an empty cache the only position is the new token, so y must be its value"))
         c.count += 1
     c.done()
 
@@ -172,16 +174,16 @@ def distinct_n(fn):
             try:
                 got = float(got)
             except (TypeError, ValueError):
-                c.fail(f"return one number, got {type(got).__name__}")
+                c.fail(_("return one number, got {type}").format(type=type(got).__name__))
             ref = _ref_distinct(text, n)
             grams = [text[i:i + n] for i in range(len(text) - n + 1)]
             if grams and math.isclose(got, len(set(grams)), abs_tol=1e-9) and ref != len(set(grams)):
-                c.fail(f"for {text!r} and n={n} you return the number of distinct n-grams; divide by how many "
-                       "n-grams there are in all")
+                c.fail(_("for {text!r} and n={n} you return the number of distinct n-grams; divide by how many "
+                         "n-grams there are in all").format(text=text, n=n))
             if grams and math.isclose(got, len(set(grams)) / len(text), abs_tol=1e-9) and \
                     not math.isclose(ref, got, abs_tol=1e-9):
-                c.fail(f"for {text!r} and n={n}: a text of L characters has L - n + 1 n-grams, not L")
-            c.number(got, ref, f"distinct_n({text!r}, {n})", tol=1e-9)
+                c.fail(_("for {text!r} and n={n}: a text of L characters has L - n + 1 n-grams, not L").format(text=text, n=n))
+            c.number(got, ref, _("distinct_n({text!r}, {n})").format(text=text, n=n), tol=1e-9)
     c.done()
 
 
@@ -210,13 +212,13 @@ def best_temperature(fn):
         try:
             got = float(got)
         except (TypeError, ValueError):
-            c.fail(f"return one temperature (a number from the list), got {type(got).__name__}")
+            c.fail(_("return one temperature (a number from the list), got {type}").format(type=type(got).__name__))
         ref = min(temps, key=nll.get)
-        c.that(any(math.isclose(got, t) for t in temps), f"return one of the temperatures you were given, got {got}")
+        c.that(any(math.isclose(got, t) for t in temps), _("return one of the temperatures you were given, got {got}").format(got=got))
         if math.isclose(got, max(temps, key=nll.get)):
-            c.fail("you picked the temperature with the *highest* NLL; the best one has the lowest")
+            c.fail(_("you picked the temperature with the *highest* NLL; the best one has the lowest"))
         if not math.isclose(got, ref):
-            c.fail(f"T={got:g} gives a mean NLL of {nll[min(temps, key=lambda t: abs(t - got))]:.4f}; another "
-                   "temperature of the list gives less. Score every temperature on the targets")
+            c.fail(_("T={got:g} gives a mean NLL of {nll:.4f}; another temperature of the list gives less. "
+                     "Score every temperature on the targets").format(got=got, nll=nll[min(temps, key=lambda t: abs(t - got))]))
         c.count += 1
     c.done()

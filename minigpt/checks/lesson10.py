@@ -15,6 +15,7 @@ import torch
 from ..bpe import bytes_to_unicode
 from ..generate import check_sampling_args, generate
 from ..hf import hf_config, to_hf
+from ..i18n import _
 from ..model import GPT, GPTConfig
 from ._core import Check, fresh_generator
 
@@ -41,17 +42,17 @@ def _draw_generate_cases(g) -> list[tuple[dict, int, str]]:
     temp = round(0.3 + r(0, 12) / 10, 1)
     new = r(12, 40)  # with max_length below prompt + new: min(...) and max_length - prompt both differ from new
     return [
-        ({"max_length": p + r(10, 40)}, p, "greedy with max_length only"),
+        ({"max_length": p + r(10, 40)}, p, _("greedy with max_length only")),
         ({"max_length": p + r(10, 40), "do_sample": True, "temperature": temp, "top_k": r(5, 45)}, p,
-         "sampling with temperature and top_k"),
-        ({"max_length": p + r(10, 40), "do_sample": True}, p, "do_sample=True and nothing else"),
+         _("sampling with temperature and top_k")),
+        ({"max_length": p + r(10, 40), "do_sample": True}, p, _("do_sample=True and nothing else")),
         ({"max_new_tokens": new, "max_length": p + r(1, new - 2), "do_sample": True, "top_p": 0.9}, p,
-         "max_new_tokens and max_length both given (max_length the tighter)"),
+         _("max_new_tokens and max_length both given (max_length the tighter)")),
         ({"max_new_tokens": r(5, 30), "max_length": 200, "do_sample": True, "top_k": 0, "top_p": 0.9}, p,
-         "max_new_tokens and max_length both given, top_k=0"),
-        ({"max_length": p + 20, "do_sample": True, "top_k": 0, "temperature": temp}, p, "sampling with top_k=0"),
+         _("max_new_tokens and max_length both given, top_k=0")),
+        ({"max_length": p + 20, "do_sample": True, "top_k": 0, "temperature": temp}, p, _("sampling with top_k=0")),
         ({"max_length": p + 20, "temperature": temp, "top_k": 40, "repetition_penalty": 1.3}, p,
-         "temperature and top_k given without do_sample"),
+         _("temperature and top_k given without do_sample")),
     ]
 
 
@@ -89,36 +90,32 @@ def generate_kwargs(fn):
     answers = []
     for hf, p, what in _draw_generate_cases(g):
         got = c.call(fn, dict(hf), p)
-        c.that(isinstance(got, dict), f"return a dict of minigpt.generate's arguments, got {type(got).__name__}")
+        c.that(isinstance(got, dict), _("return a dict of minigpt.generate's arguments, got {type}").format(type=type(got).__name__))
         ref = _ref_generate_kwargs(hf, p)
         missing = [k for k in ref if k not in got]
-        c.that(not missing, f"for {what} the dict lacks {missing}; give all of {list(ref)}")
+        c.that(not missing, _("for {what} the dict lacks {missing}; give all of {ref}").format(what=what, missing=missing, ref=list(ref)))
         try:
             check_sampling_args(got["temperature"], got["top_k"], got["top_p"], got["repetition"], 0.0,
                                 got["max_new_tokens"])
         except ValueError as e:
-            c.fail(f"for {what}, minigpt.generate would refuse your arguments: {e}")
+            c.fail(_("for {what}, minigpt.generate would refuse your arguments: {e}").format(what=what, e=e))
         c.that(got["max_new_tokens"] == ref["max_new_tokens"],
-               f"for {what} max_new_tokens is {got['max_new_tokens']}: max_length counts the prompt's "
-               f"{p} tokens too, and max_new_tokens wins when both are given"
-               if "max_new_tokens" not in hf else f"for {what} max_new_tokens is {got['max_new_tokens']}: "
-               "when both are given, max_new_tokens wins")
+               (_("for {what} max_new_tokens is {got}: max_length counts the prompt's {p} tokens too, and "
+                 "max_new_tokens wins when both are given").format(what=what, got=got['max_new_tokens'], p=p) if "max_new_tokens" not in hf else _("for {what} max_new_tokens is {got}: when both are given, max_new_tokens wins").format(what=what, got=got['max_new_tokens'])))
         c.that(got["temperature"] == ref["temperature"],
-               f"for {what} temperature is {got['temperature']}; without do_sample=True, generate is greedy "
-               "whatever the temperature" if not hf.get("do_sample") else
-               f"for {what} temperature is {got['temperature']}; it should be generate's temperature")
+               (_("for {what} temperature is {got}; without do_sample=True, generate is greedy whatever "
+                 "the temperature").format(what=what, got=got['temperature']) if not hf.get("do_sample") else _("for {what} temperature is {got}; it should be generate's temperature").format(what=what, got=got['temperature'])))
         if ref["temperature"]:  # the filters matter only when sampling
-            c.that(got["top_k"] != 0, f"for {what} top_k is 0; minigpt's 'no filter' is None")
+            c.that(got["top_k"] != 0, _("for {what} top_k is 0; minigpt's 'no filter' is None").format(what=what))
             if "top_k" not in hf:
                 c.that(got["top_k"] == ref["top_k"],
-                       f"for {what} top_k is {got['top_k']}; an argument not given is not 'off': it comes from the "
-                       "generation config, and transformers' default top_k is 50")
+                       _("for {what} top_k is {got}; an argument not given is not 'off': it comes from the "
+                         "generation config, and transformers' default top_k is 50").format(what=what, got=got["top_k"]))
             c.that((got["top_k"] or None) == ref["top_k"],
-                   f"for {what} top_k is {got['top_k']}; top_k=0 in transformers means no top-k filter")
+                   _("for {what} top_k is {got}; top_k=0 in transformers means no top-k filter").format(what=what, got=got["top_k"]))
             c.that((got["top_p"] if got["top_p"] is not None and got["top_p"] < 1 else None) == ref["top_p"],
-                   f"for {what} top_p is {got['top_p']}")
-        c.that(got["repetition"] == ref["repetition"], f"for {what} repetition is {got['repetition']}; "
-               "it is generate's repetition_penalty (1 when not given)")
+                   _("for {what} top_p is {got}").format(what=what, got=got["top_p"]))
+        c.that(got["repetition"] == ref["repetition"], _("for {what} repetition is {got}; it is generate's repetition_penalty (1 when not given)").format(what=what, got=got["repetition"]))
         answers.append((hf, got, p, what))
     # the proof: transformers and minigpt, on the same random weights and seed, choose the same tokens
     ours, theirs = _tiny_pair(g)
@@ -126,7 +123,7 @@ def generate_kwargs(fn):
         prompt = torch.randint(0, ours.config.vocab_size, (1, p), generator=g)
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
         c.that(_same_tokens(ours, theirs, hf, got, prompt, seed),
-               f"for {what} transformers' generate and minigpt.generate with your arguments chose different tokens")
+               _("for {what} transformers' generate and minigpt.generate with your arguments chose different tokens").format(what=what))
     c.done()
 
 
@@ -149,24 +146,24 @@ def hf_state_dict(fn):
     (the four Conv1D weights transposed), as ``GPT2LMHeadModel.load_state_dict`` wants them."""
     c = Check("hf_state_dict")
     g = fresh_generator()
-    for _ in range(2):
+    for _i in range(2):
         model, cfg = _random_gpt(g)
         sd = {k: v.clone() for k, v in model.state_dict().items()}
         got = c.call(fn, sd)
-        c.that(isinstance(got, dict), f"return a dict of name -> tensor, got {type(got).__name__}")
+        c.that(isinstance(got, dict), _("return a dict of name -> tensor, got {type}").format(type=type(got).__name__))
         for name, v in model.state_dict().items():
             ref = v.t() if name.endswith(_CONV1D) else v
-            c.that(name in got, f"{name} is missing; GPT-2 uses the same names as minigpt")
+            c.that(name in got, _("{name} is missing; GPT-2 uses the same names as minigpt").format(name=name))
             t = got[name]
-            c.that(isinstance(t, torch.Tensor), f"{name} should be a tensor, got {type(t).__name__}")
+            c.that(isinstance(t, torch.Tensor), _("{name} should be a tensor, got {type}").format(name=name, type=type(t).__name__))
             if tuple(t.shape) != tuple(ref.shape):
                 if name.endswith(_CONV1D):
-                    c.fail(f"{name} has shape {tuple(t.shape)}; GPT-2's Conv1D stores its weight as (in, out), "
-                           "nn.Linear as (out, in)")
-                c.fail(f"{name} has shape {tuple(t.shape)}; only the four Conv1D weights change layout "
-                       "(embeddings, LayerNorms and biases stay as they are)")
-            c.that(torch.equal(t, ref), f"{name} has the right shape but not the right values"
-                   + ("; a square matrix must be transposed too" if name.endswith(_CONV1D) else ""))
+                    c.fail(_("{name} has shape {shape}; GPT-2's Conv1D stores its weight as (in, out), nn.Linear as "
+                             "(out, in)").format(name=name, shape=tuple(t.shape)))
+                c.fail(_("{name} has shape {shape}; only the four Conv1D weights change layout (embeddings, "
+                         "LayerNorms and biases stay as they are)").format(name=name, shape=tuple(t.shape)))
+            c.that(torch.equal(t, ref), _("{name} has the right shape but not the right values").format(name=name)
+                   + (_("; a square matrix must be transposed too") if name.endswith(_CONV1D) else ""))
         # the proof: transformers' GPT-2 with these weights gives minigpt's logits
         from transformers import GPT2LMHeadModel
 
@@ -175,7 +172,7 @@ def hf_state_dict(fn):
         idx = torch.randint(0, cfg.vocab_size, (2, cfg.block_size), generator=g)
         with torch.no_grad():
             same = torch.allclose(hf(idx).logits, model(idx)[0], atol=1e-4)
-        c.that(same, "GPT2LMHeadModel loaded with your state dict gives other logits than minigpt")
+        c.that(same, _("GPT2LMHeadModel loaded with your state dict gives other logits than minigpt"))
     c.done()
 
 
@@ -186,8 +183,8 @@ def bits_per_char(fn):
     c = Check("bits_per_char")
     g = fresh_generator()
     cases = []
-    for chars_per_token, what in ((1, "a char model (one token per character)"),
-                                  (1.5 + float(torch.rand(1, generator=g)) * 2.5, "a subword model")):
+    for chars_per_token, what in ((1, _("a char model (one token per character)")),
+                                  (1.5 + float(torch.rand(1, generator=g)) * 2.5, _("a subword model"))):
         n = int(torch.randint(50, 400, (1,), generator=g))
         nll = torch.rand(n, generator=g, dtype=torch.float64) * 4
         cases.append((nll, round(n * chars_per_token), what))
@@ -197,14 +194,14 @@ def bits_per_char(fn):
         try:
             got = float(got)
         except (TypeError, ValueError):
-            c.fail(f"return one number, got {type(got).__name__}")
+            c.fail(_("return one number, got {type}").format(type=type(got).__name__))
         ref = float(nll.sum()) / (n_chars * math.log(2))
         if not math.isclose(got, ref, rel_tol=1e-6):
             if math.isclose(got, ref * math.log(2), rel_tol=1e-6):
-                c.fail(f"for {what} you give nats per character; one bit is ln 2 nats")
+                c.fail(_("for {what} you give nats per character; one bit is ln 2 nats").format(what=what))
             if math.isclose(got, float(nll.mean()) / math.log(2), rel_tol=1e-6):
-                c.fail(f"for {what} you give bits per token; divide the total by the characters, not the tokens")
-            c.number(got, ref, f"bits per character for {what}", tol=1e-6 * max(1.0, ref))
+                c.fail(_("for {what} you give bits per token; divide the total by the characters, not the tokens").format(what=what))
+            c.number(got, ref, _("bits per character for {what}").format(what=what), tol=1e-6 * max(1.0, ref))
         c.count += 1
     c.done()
 
@@ -215,19 +212,17 @@ def unspell(fn):
     c = Check("unspell")
     g = fresh_generator()
     table = bytes_to_unicode()
-    cases = [(b" the", "a word after a space"), (b"\n\n", "two newlines"), ("café".encode(), "an accented word"),
-             ("😀".encode()[:2], "half of an emoji's bytes")]
-    for _ in range(3):
+    cases = [(b" the", _("a word after a space")), (b"\n\n", _("two newlines")), ("café".encode(), _("an accented word")),
+             ("😀".encode()[:2], _("half of an emoji's bytes"))]
+    for _i in range(3):
         n = int(torch.randint(1, 8, (1,), generator=g))
-        cases.append((bytes(torch.randint(0, 256, (n,), generator=g).tolist()), "random bytes"))
+        cases.append((bytes(torch.randint(0, 256, (n,), generator=g).tolist()), _("random bytes")))
     for raw, what in cases:
         spelled = "".join(table[b] for b in raw)
         got = c.call(fn, spelled)
-        c.that(isinstance(got, (bytes, bytearray)), f"return bytes, got {type(got).__name__}")
+        c.that(isinstance(got, (bytes, bytearray)), _("return bytes, got {type}").format(type=type(got).__name__))
         if bytes(got) != raw:
-            c.fail(f"for {what} spelled {spelled!r} you return {len(got)} bytes, expected {len(raw)}"
-                   if len(got) != len(raw) else
-                   f"for {what} spelled {spelled!r} byte {next(i for i in range(len(raw)) if got[i] != raw[i])} "
-                   "is wrong; every character of the spelling stands for one byte, through the inverse table")
+            c.fail(_("for {what} spelled {spelled!r} you return {n_got} bytes, expected {n_raw}").format(what=what, spelled=spelled, n_got=len(got), n_raw=len(raw)) if len(got) != len(raw) else _("for {what} spelled {spelled!r} byte {next} is wrong; every character of the spelling "
+                     "stands for one byte, through the inverse table").format(what=what, spelled=spelled, next=next(i for i in range(len(raw)) if got[i] != raw[i])))
         c.count += 1
     c.done()

@@ -13,6 +13,7 @@ import math
 import torch
 
 from ..apps import GPTClassifier, fine_tune_classifier, pad_batch
+from ..i18n import _
 from ..model import GPT, GPTConfig
 from ._core import Check, fresh_generator
 
@@ -24,7 +25,7 @@ def _pair(c: Check, value, what: str) -> tuple[float, float]:
         a, b = value
         return float(a), float(b)
     except (TypeError, ValueError):
-        c.fail(f"{what} should be a pair of numbers (precision, recall), got {type(value).__name__}")
+        c.fail(_("{what} should be a pair of numbers (precision, recall), got {type}").format(what=what, type=type(value).__name__))
 
 
 def _ref_pr(y, p, cls):
@@ -44,24 +45,25 @@ def precision_recall(fn):
     p = torch.where(torch.rand(n, generator=g) < 0.6, y, noise)
     p[p == K - 1] = 0  # class K-1 is never predicted: its precision has a zero denominator
     skew = torch.where(torch.rand(n, generator=g) < 0.8, torch.zeros_like(y), y)  # mostly class 0
-    cases = [(y, p, 0, "a class predicted too often"), (y, p, 1, "another class"),
-             (y, p, K - 1, "a class that is never predicted (precision has nothing to divide by)"),
-             (skew, p, 0, "a common class"), (skew, p, 1, "a rare class")]
+    cases = [(y, p, 0, _("a class predicted too often")), (y, p, 1, _("another class")),
+             (y, p, K - 1, _("a class that is never predicted (precision has nothing to divide by)")),
+             (skew, p, 0, _("a common class")), (skew, p, 1, _("a rare class"))]
     for yt, yp, cls, what in cases:
-        got = _pair(c, c.call(fn, yt.clone(), yp.clone(), cls), "the result")
+        got = _pair(c, c.call(fn, yt.clone(), yp.clone(), cls), _("the result"))
         ref = _ref_pr(yt, yp, cls)
         if any(math.isnan(v) for v in got):
-            c.fail(f"for {what} you return NaN; when nothing is predicted (or present) the value is 0, as in scikit-learn")
+            c.fail(_("for {what} you return NaN; when nothing is predicted (or present) the value is 0, as in "
+                     "scikit-learn").format(what=what))
         if not (math.isclose(got[0], ref[0], abs_tol=1e-6) and math.isclose(got[1], ref[1], abs_tol=1e-6)):
             if math.isclose(got[0], ref[1], abs_tol=1e-6) and math.isclose(got[1], ref[0], abs_tol=1e-6):
-                c.fail(f"for {what} precision and recall are swapped: precision divides by how often the class "
-                       "is predicted, recall by how often it is true")
+                c.fail(_("for {what} precision and recall are swapped: precision divides by how often the class "
+                         "is predicted, recall by how often it is true").format(what=what))
             tp = int(((yp == cls) & (yt == cls)).sum())
             if math.isclose(got[0], tp / n, abs_tol=1e-6) or math.isclose(got[1], tp / n, abs_tol=1e-6):
-                c.fail(f"for {what} you divide by the number of examples; divide by the predicted (precision) "
-                       "or true (recall) count of the class")
-            c.number(got[0], ref[0], f"precision for {what}", tol=1e-6)
-            c.number(got[1], ref[1], f"recall for {what}", tol=1e-6)
+                c.fail(_("for {what} you divide by the number of examples; divide by the predicted (precision) or "
+                         "true (recall) count of the class").format(what=what))
+            c.number(got[0], ref[0], _("precision for {what}").format(what=what), tol=1e-6)
+            c.number(got[1], ref[1], _("recall for {what}").format(what=what), tol=1e-6)
         c.count += 1
     c.done()
 
@@ -101,17 +103,17 @@ def choose_threshold(fn):
         try:
             t = float(got)
         except (TypeError, ValueError):
-            c.fail(f"return one number, the threshold; got {type(got).__name__}")
+            c.fail(_("return one number, the threshold; got {type}").format(type=type(got).__name__))
         best = max(_accuracy_at(scores, labels, float(s)) for s in torch.cat([scores, scores.max()[None] + 1]))
         acc = _accuracy_at(scores, labels, t)
         if acc < best - 1e-9:
             flipped = [float(((scores < s).long() == labels).float().mean()) for s in scores]
             flipped_best = {float(s) for s, a in zip(scores, flipped) if a >= max(flipped) - 1e-9}
             if any(math.isclose(t, s, abs_tol=1e-7) for s in flipped_best):
-                c.fail("your threshold works the wrong way round: positives have the higher scores "
-                       "(predict positive when score >= t)")
-            c.fail(f"on {n} dev examples ({int(labels.sum())} positive) your threshold gets accuracy {acc:.3f}, "
-                   f"but a better one exists; try every distinct score as a candidate")
+                c.fail(_("your threshold works the wrong way round: positives have the higher scores "
+                       "(predict positive when score >= t)"))
+            c.fail(_("on {n} dev examples ({labels_sum} positive) your threshold gets accuracy {acc:.3f}, but "
+                     "a better one exists; try every distinct score as a candidate").format(n=n, labels_sum=int(labels.sum()), acc=acc))
         c.count += 1
     c.done()
 
@@ -142,7 +144,7 @@ def calibration_error(fn):
         try:
             got = float(got)
         except (TypeError, ValueError):
-            c.fail(f"return one number, the ECE; got {type(got).__name__}")
+            c.fail(_("return one number, the ECE; got {type}").format(type=type(got).__name__))
         ref = _ref_ece(conf, correct, n_bins)
         if not math.isclose(got, ref, abs_tol=1e-6):
             edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)
@@ -155,12 +157,12 @@ def calibration_error(fn):
                     gaps.append(abs(d))
                     signed += float(m.double().mean()) * d
             if gaps and math.isclose(got, sum(gaps) / len(gaps), abs_tol=1e-6):
-                c.fail("you average the bins equally; weight each bin's gap by the share of predictions in it")
+                c.fail(_("you average the bins equally; weight each bin's gap by the share of predictions in it"))
             if gaps and math.isclose(got, max(gaps), abs_tol=1e-6):
-                c.fail("you return the largest gap (the maximum calibration error); ECE is the weighted mean gap")
+                c.fail(_("you return the largest gap (the maximum calibration error); ECE is the weighted mean gap"))
             if math.isclose(abs(got), abs(signed), abs_tol=1e-6):
-                c.fail("over- and under-confident bins cancel in your sum; take each bin's absolute gap")
-            c.number(got, ref, f"the ECE with {n_bins} bins", tol=1e-6)
+                c.fail(_("over- and under-confident bins cancel in your sum; take each bin's absolute gap"))
+            c.number(got, ref, _("the ECE with {n_bins} bins").format(n_bins=n_bins), tol=1e-6)
         c.count += 1
     c.done()
 
@@ -193,7 +195,7 @@ def recall_at_k(fn):
         try:
             got = float(got)
         except (TypeError, ValueError):
-            c.fail(f"return one number, the mean recall@k; got {type(got).__name__}")
+            c.fail(_("return one number, the mean recall@k; got {type}").format(type=type(got).__name__))
         ref = _ref_recall(sim, labels, k)
         if not math.isclose(got, ref, abs_tol=1e-6):
             same = labels[:, None] == labels[None, :]
@@ -202,7 +204,7 @@ def recall_at_k(fn):
             has = n_rel > 0
             if math.isclose(got, float(((with_self[has] - 1) / n_rel[has]).mean()), abs_tol=1e-6) or \
                     math.isclose(got, float((with_self[has] / (n_rel[has] + 1)).mean()), abs_tol=1e-6):
-                c.fail("an item is its own nearest neighbour; leave it out of its own ranking")
+                c.fail(_("an item is its own nearest neighbour; leave it out of its own ranking"))
             s = sim.clone().double()
             s.fill_diagonal_(float("-inf"))
             same_no_self = same.clone()
@@ -210,10 +212,10 @@ def recall_at_k(fn):
             hits = same_no_self.gather(1, s.topk(k, dim=1).indices).sum(1).double()
             if math.isclose(got, float((hits[has] / k).mean()), abs_tol=1e-6) or \
                     math.isclose(got, float((hits / k).mean()), abs_tol=1e-6):
-                c.fail("you divide by k (that is precision@k); recall divides by how many relevant items there are")
+                c.fail(_("you divide by k (that is precision@k); recall divides by how many relevant items there are"))
             if math.isclose(got, float((hits[has] > 0).double().mean()), abs_tol=1e-6):
-                c.fail("you count a query as 1 when any relevant item is found; count the share of them found")
-            c.number(got, ref, f"recall@{k} on {n} items", tol=1e-6)
+                c.fail(_("you count a query as 1 when any relevant item is found; count the share of them found"))
+            c.number(got, ref, _("recall@{k} on {n} items").format(k=k, n=n), tol=1e-6)
         c.count += 1
     c.done()
 
@@ -227,20 +229,20 @@ def freeze_body(fn):
     K = int(torch.randint(2, 5, (1,), generator=g))
     clf = GPTClassifier(GPT(GPTConfig(block_size=12, vocab_size=V, n_layer=2, n_head=2, n_embd=16)), K)
     ret = c.call(fn, clf)
-    c.that(ret is None or ret is clf, "change the classifier you are given (and return nothing, or it)")
+    c.that(ret is None or ret is clf, _("change the classifier you are given (and return nothing, or it)"))
     body = [n for n, p in clf.gpt.named_parameters() if p.requires_grad]
-    c.that(not body, f"{len(body)} body parameters still train, e.g. {body[0] if body else ''}; "
-                     "every parameter of clf.gpt must stop training")
-    c.that(all(p.requires_grad for p in clf.head.parameters()), "the head must still train: only the body is frozen")
+    c.that(not body, _("{n_body} body parameters still train, e.g. {value}; every parameter of clf.gpt must "
+                       "stop training").format(n_body=len(body), value=body[0] if body else ''))
+    c.that(all(p.requires_grad for p in clf.head.parameters()), _("the head must still train: only the body is frozen"))
     before_body = {k: v.clone() for k, v in clf.gpt.state_dict().items()}
     before_head = {k: v.clone() for k, v in clf.head.state_dict().items()}
-    seqs = [torch.randint(0, V, (int(torch.randint(3, 12, (1,), generator=g)),), generator=g).tolist() for _ in range(16)]
+    seqs = [torch.randint(0, V, (int(torch.randint(3, 12, (1,), generator=g)),), generator=g).tolist() for _i in range(16)]
     idx, mask = pad_batch(seqs)
     y = torch.randint(0, K, (16,), generator=g)
     fine_tune_classifier(clf, (idx, mask, y), steps=3, batch_size=8, progress=False)
     c.that(all(torch.equal(before_body[k], v) for k, v in clf.gpt.state_dict().items()),
-           "after a fine-tune the body's weights changed: eval() or no_grad in your function do not freeze "
-           "parameters; requires_grad does")
+           _("after a fine-tune the body's weights changed: eval() or no_grad in your function do not freeze "
+           "parameters; requires_grad does"))
     c.that(any(not torch.equal(before_head[k], v) for k, v in clf.head.state_dict().items()),
-           "after a fine-tune the head did not change: leave the head trainable")
+           _("after a fine-tune the head did not change: leave the head trainable"))
     c.done()

@@ -14,6 +14,7 @@ import numpy as np
 import regex
 import torch
 
+from ..i18n import _
 from ..model import GPT, GPTConfig
 from ..probes import word_logprob
 from ..tokenizer import CharTokenizer
@@ -30,30 +31,30 @@ def memory_parts(fn):
     """``fn(n_params, mixed_precision)``: bytes of weights, gradients and AdamW state, as a dict."""
     c = Check("memory_parts")
     g = fresh_generator()
-    for _ in range(3):
+    for _i in range(3):
         n = _randint(g, 1_000, 10**9)
         for mixed in (False, True):
             ref = {"weights": (2 if mixed else 4) * n, "gradients": (2 if mixed else 4) * n,
                    "optimizer": (12 if mixed else 8) * n}
             got = c.call(fn, n, mixed)
-            what = f"for {n:,} parameters in {'mixed precision' if mixed else 'fp32'}"
+            what = _("for {n:,} parameters in {value}").format(n=n, value=_("mixed precision") if mixed else 'fp32')
             c.that(isinstance(got, dict) and set(ref) <= set(got),
-                   f"return a dict with the keys 'weights', 'gradients' and 'optimizer' (got {type(got).__name__})")
+                   _("return a dict with the keys 'weights', 'gradients' and 'optimizer' (got {type})").format(type=type(got).__name__))
             for key in ref:
                 value = got[key]
                 if value == ref[key]:
                     c.count += 1
                     continue
                 if value == 8 * ref[key]:
-                    c.fail(f"{what}, {key} is 8 times too large: count bytes, not bits")
+                    c.fail(_("{what}, {key} is 8 times too large: count bytes, not bits").format(what=what, key=key))
                 if key == "optimizer" and mixed and value == 8 * n:
-                    c.fail(f"{what}, the optimizer holds more than Adam's two moments: it also keeps an fp32 "
-                           "master copy of the weights, which the 16-bit weights are rounded from")
+                    c.fail(_("{what}, the optimizer holds more than Adam's two moments: it also keeps an fp32 master "
+                             "copy of the weights, which the 16-bit weights are rounded from").format(what=what))
                 if key == "optimizer" and value in (4 * n, 6 * n):
-                    c.fail(f"{what}, the optimizer state is too small: AdamW keeps two moments per parameter")
+                    c.fail(_("{what}, the optimizer state is too small: AdamW keeps two moments per parameter").format(what=what))
                 if key in ("weights", "gradients") and mixed and value == 4 * n:
-                    c.fail(f"{what}, {key} are 16-bit numbers: 2 bytes each")
-                c.fail(f"{what}, {key} = {value:,} bytes is {'too high' if value > ref[key] else 'too low'}")
+                    c.fail(_("{what}, {key} are 16-bit numbers: 2 bytes each").format(what=what, key=key))
+                c.fail(_("{what}, {key} = {value:,} bytes is {value2}").format(what=what, key=key, value=value, value2=_("too high") if value > ref[key] else _("too low")))
     c.done()
 
 
@@ -72,17 +73,17 @@ def power_law_fit(fn):
         try:
             a, alpha = (float(v) for v in got)
         except (TypeError, ValueError):
-            c.fail(f"return two numbers (a, alpha), got {got!r:.60}")
+            c.fail(_("return two numbers (a, alpha), got {got!r:.60}").format(got=got))
         slope, intercept = np.polyfit(np.log(n), np.log(loss), 1)
         ref_a, ref_alpha = math.exp(intercept), -slope
-        what = f"for {k} points {'with noise' if case else 'exactly on a power law'}"
+        what = _("for {k} points {value}").format(k=k, value=_("with noise") if case else _("exactly on a power law"))
         if math.isclose(alpha, -ref_alpha, rel_tol=1e-3):
-            c.fail(f"{what}, alpha has the wrong sign: the loss falls with n, and the law is a * n ** -alpha")
+            c.fail(_("{what}, alpha has the wrong sign: the loss falls with n, and the law is a * n ** -alpha").format(what=what))
         if math.isclose(a, intercept, rel_tol=1e-3) and not math.isclose(a, ref_a, rel_tol=1e-3) and \
                 math.isclose(alpha, ref_alpha, rel_tol=1e-3):  # only a on the wrong scale, alpha right
-            c.fail(f"{what}, a is on the log scale: the fit gives log a, so a is its exponential")
-        c.number(alpha, ref_alpha, f"alpha {what}", tol=1e-3 * max(1.0, abs(ref_alpha)))
-        c.number(a, ref_a, f"a {what}", tol=1e-3 * ref_a)
+            c.fail(_("{what}, a is on the log scale: the fit gives log a, so a is its exponential").format(what=what))
+        c.number(alpha, ref_alpha, _("alpha {what}").format(what=what), tol=1e-3 * max(1.0, abs(ref_alpha)))
+        c.number(a, ref_a, _("a {what}").format(what=what), tol=1e-3 * ref_a)
     c.done()
 
 
@@ -103,14 +104,14 @@ def word_prob(fn):
     model, tok = _small_char_gpt(g)
     words = [" he", " she", " her", " king", " a"]
     contexts = ["I saw the king, and", "Where is the queen?", "O", "Go to the nurse and tell"]
-    for _ in range(4):
+    for _i in range(4):
         ctx = contexts[_randint(g, 0, len(contexts))]
         word = words[_randint(g, 0, len(words))]
         got = c.call(fn, model, tok, ctx, word)
         try:
             got = float(got)
         except (TypeError, ValueError):
-            c.fail(f"return one probability, got {type(got).__name__}")
+            c.fail(_("return one probability, got {type}").format(type=type(got).__name__))
         ref = math.exp(float(word_logprob(model, tok, [ctx], [word])[0]))
         if not math.isclose(got, ref, rel_tol=1e-3):
             with torch.no_grad():
@@ -120,12 +121,12 @@ def word_prob(fn):
                     chain *= float(p[tok.stoi[ch]])
                     text += ch
             if math.isclose(got, chain, rel_tol=1e-3):
-                c.fail(f"for {word!r} after {ctx!r} you give P(the characters) only; the word must also end there "
-                       "(a non-letter next), or ' he' would include ' her' and ' hence'")
+                c.fail(_("for {word!r} after {ctx!r} you give P(the characters) only; the word must also end "
+                         "there (a non-letter next), or ' he' would include ' her' and ' hence'").format(word=word, ctx=ctx))
             if 0 <= got <= 1 and got > ref:
-                c.fail(f"for {word!r} after {ctx!r} the probability is too high: multiply every character's "
-                       "probability, each given the context and the characters before it, then P(a non-letter)")
-            c.number(got, ref, f"P({word!r} | {ctx!r})", tol=1e-3 * ref)
+                c.fail(_("for {word!r} after {ctx!r} the probability is too high: multiply every character's "
+                         "probability, each given the context and the characters before it, then P(a non-letter)").format(word=word, ctx=ctx))
+            c.number(got, ref, _("P({word!r} | {ctx!r})").format(word=word, ctx=ctx), tol=1e-3 * ref)
         c.count += 1
     c.done()
 
@@ -138,13 +139,13 @@ def _example(pattern, g):
     pick = lambda s: s[_randint(g, 0, len(s))]
     up, low, dig = "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz", "0123456789"
     if pattern == FORMATS[0]:
-        return pick(up) + "".join(pick(low) for _ in range(_randint(g, 1, 5))) + ": " + \
-            "".join(pick(low + " ") for _ in range(_randint(g, 1, 8))) + pick(".!?") + "\n"
+        return pick(up) + "".join(pick(low) for _i in range(_randint(g, 1, 5))) + ": " + \
+            "".join(pick(low + " ") for _i in range(_randint(g, 1, 8))) + pick(".!?") + "\n"
     if pattern == FORMATS[1]:
         return pick(["yes", "no", "maybe"]) + pick(".!")
     if pattern == FORMATS[2]:
-        return "".join(pick(dig) for _ in range(2)) + ":" + "".join(pick(dig) for _ in range(2))
-    return "".join(pick(up) for _ in range(_randint(g, 1, 5))) + ":\n"
+        return "".join(pick(dig) for _i in range(2)) + ":" + "".join(pick(dig) for _i in range(2))
+    return "".join(pick(up) for _i in range(_randint(g, 1, 5))) + ":\n"
 
 
 def format_allowed(fn):
@@ -154,7 +155,7 @@ def format_allowed(fn):
     g = fresh_generator()
     pieces = list("\n !.:?0123456789") + list("ABCKXYZaeimnosyz") + ["ye", "s.", "ab", "12"]
     # every format with a part of a match (an answer that ignores `pattern` fails one), then two at random
-    order = [2, 3] + torch.randperm(len(FORMATS), generator=g).tolist() + [_randint(g, 0, len(FORMATS)) for _ in range(2)]
+    order = [2, 3] + torch.randperm(len(FORMATS), generator=g).tolist() + [_randint(g, 0, len(FORMATS)) for _i in range(2)]
     for case, k in enumerate(order):
         pattern = FORMATS[k]
         full = _example(pattern, g)
@@ -163,28 +164,27 @@ def format_allowed(fn):
         prefix = full if case < 2 else full[:_randint(g, 1 if case < 6 else 0, len(full))]
         got = c.call(fn, prefix, list(pieces), pattern)
         got = [bool(x) for x in (got.tolist() if hasattr(got, "tolist") else list(got))]
-        c.that(len(got) == len(pieces), f"return one True/False per piece ({len(pieces)}), got {len(got)}")
+        c.that(len(got) == len(pieces), _("return one True/False per piece ({n_pieces}), got {n_got}").format(n_pieces=len(pieces), n_got=len(got)))
         ref = [regex.fullmatch(pattern, prefix + p, partial=True) is not None for p in pieces]
         if got != ref:
             i = next(i for i, (a, b) in enumerate(zip(got, ref)) if a != b)
             shortcuts = {  # what a typical mistake answers, and the hint for it
                 "started": ([regex.match(pattern, prefix + p) is not None for p in pieces],
-                            f"you allow {pieces[i]!r}: the whole text must be (the beginning of) a match, not only "
-                            "start with one"),
+                            _("you allow {pieces!r}: the whole text must be (the beginning of) a match, not only start "
+                              "with one").format(pieces=pieces[i])),
                 "complete": ([regex.fullmatch(pattern, prefix + p) is not None for p in pieces],
-                             "you allow only texts that already match in full; a text that can still grow into a "
-                             "match must be allowed too (partial matching)"),
+                             _("you allow only texts that already match in full; a text that can still grow into a "
+                             "match must be allowed too (partial matching)")),
                 "runs past": ([regex.match(pattern, prefix + p, partial=True) is not None for p in pieces],
-                              f"you allow {pieces[i]!r} after a text that already matches in full: the whole "
-                              "text must be (the beginning of) one match, with nothing after it"),
+                              _("you allow {pieces!r} after a text that already matches in full: the whole text must be "
+                                "(the beginning of) one match, with nothing after it").format(pieces=pieces[i])),
                 "alone": ([regex.fullmatch(pattern, p, partial=True) is not None for p in pieces],
-                          "your answer ignores the prefix: test prefix + piece"),
+                          _("your answer ignores the prefix: test prefix + piece")),
             }
             fits = [hint for answer, hint in shortcuts.values() if answer == got]
             if len(fits) == 1:  # a hint only when the mistake is unambiguous
-                c.fail(f"with pattern {pattern!r} and prefix {prefix!r} {fits[0]}")
-            c.fail(f"with pattern {pattern!r} and prefix {prefix!r}, piece {pieces[i]!r} should be "
-                   f"{'allowed' if ref[i] else 'refused'}")
+                c.fail(_("with pattern {pattern!r} and prefix {prefix!r} {fits}").format(pattern=pattern, prefix=prefix, fits=fits[0]))
+            c.fail(_("with pattern {pattern!r} and prefix {prefix!r}, piece {pieces!r} should be {value}").format(pattern=pattern, prefix=prefix, pieces=pieces[i], value=_("allowed") if ref[i] else _("refused")))
         c.count += 1
     c.done()
 
@@ -215,19 +215,19 @@ def copied_share(fn):
             try:
                 got = float(got)
             except (TypeError, ValueError):
-                c.fail(f"return one number, got {type(got).__name__}")
+                c.fail(_("return one number, got {type}").format(type=type(got).__name__))
             distinct = set(grams)
             if math.isclose(got, sum(gr in have for gr in distinct) / len(distinct), abs_tol=1e-9):
-                c.fail(f"with n = {n} you count each distinct n-gram once; count every occurrence: a phrase "
-                       "copied three times is three copied n-grams")
+                c.fail(_("with n = {n} you count each distinct n-gram once; count every occurrence: a phrase "
+                         "copied three times is three copied n-grams").format(n=n))
             joined = " " + " ".join(reference) + " "
             if math.isclose(got, sum(" ".join(gr) in joined for gr in grams) / len(grams), abs_tol=1e-9):
-                c.fail(f"with n = {n} you test text inside the joined reference; compare whole words: "
-                       "'or not' is inside 'for not' but is not one of its word n-grams")
+                c.fail(_("with n = {n} you test text inside the joined reference; compare whole words: 'or not' "
+                         "is inside 'for not' but is not one of its word n-grams").format(n=n))
             short = grams[:-1]
             if math.isclose(got, sum(gr in have for gr in short) / len(short), abs_tol=1e-9):
-                c.fail(f"with n = {n} you miss the last n-gram: {len(generated)} words have "
-                       f"{len(generated)} - n + 1 of them")
-            c.number(got, ref, f"the copied share with n = {n}", tol=1e-9)
+                c.fail(_("with n = {n} you miss the last n-gram: {n_generated} words have {n_generated} - n + 1 "
+                         "of them").format(n=n, n_generated=len(generated)))
+            c.number(got, ref, _("the copied share with n = {n}").format(n=n), tol=1e-9)
         c.count += 1
     c.done()

@@ -13,6 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..i18n import N_, _
 from ._core import Check, fresh_generator
 
 __all__ = ["sft_targets", "safe_calc", "dpo_loss", "seed_verdict"]
@@ -25,7 +26,7 @@ def _randint(g, lo, hi) -> int:
 def _conversation(g):
     """Ids and mask of a random conversation: 2-3 user/assistant exchanges, mask 1 on assistant tokens."""
     ids, mask = [], []
-    for _ in range(_randint(g, 2, 4)):
+    for _i in range(_randint(g, 2, 4)):
         for trained in (0, 1):
             n = _randint(g, 1, 6)
             ids += [100 + trained] + torch.randint(0, 90, (n,), generator=g).tolist() + [102]  # header, text, end
@@ -37,36 +38,36 @@ def sft_targets(fn):
     """``fn(ids, mask)`` -> targets (len(ids) - 1): ``ids[i + 1]`` where ``mask[i + 1]`` is 1, else -1."""
     c = Check("sft_targets")
     g = fresh_generator()
-    for _ in range(5):
+    for _i in range(5):
         ids, mask = _conversation(g)
         ref = [ids[i + 1] if mask[i + 1] else -1 for i in range(len(ids) - 1)]
         got = c.call(fn, list(ids), list(mask))
         got = [int(x) for x in (got.tolist() if hasattr(got, "tolist") else got)]
-        c.that(len(got) == len(ref), f"return one target per input position: {len(ref)} for {len(ids)} ids "
-                                     f"(the last token predicts nothing), got {len(got)}")
+        c.that(len(got) == len(ref), _("return one target per input position: {n_ref} for {n_ids} ids (the last token predicts "
+                                       "nothing), got {n_got}").format(n_ref=len(ref), n_ids=len(ids), n_got=len(got)))
         if got == ref:
             c.count += 1
             continue
         if got == [ids[i + 1] if mask[i] else -1 for i in range(len(ids) - 1)]:
-            c.fail("the mask is off by one: target i is token i + 1, so whether it is trained depends on "
-                   "mask[i + 1], not mask[i]")
+            c.fail(_("the mask is off by one: target i is token i + 1, so whether it is trained depends on "
+                   "mask[i + 1], not mask[i]"))
         if got == [ids[i] if mask[i] else -1 for i in range(len(ids) - 1)]:
-            c.fail("the targets are not shifted: position i must predict the NEXT token, ids[i + 1]")
+            c.fail(_("the targets are not shifted: position i must predict the NEXT token, ids[i + 1]"))
         if got == ids[1:]:
-            c.fail("every token is a target: the user's turns and the headers must be -1 (ignored)")
+            c.fail(_("every token is a target: the user's turns and the headers must be -1 (ignored)"))
         if all(t == -1 for t in got):
-            c.fail("every target is -1: the assistant's tokens must keep their ids")
+            c.fail(_("every target is -1: the assistant's tokens must keep their ids"))
         bad = next(i for i, (a, b) in enumerate(zip(got, ref)) if a != b)
-        c.fail(f"target {bad} is {got[bad]}; look at mask[{bad + 1}] and ids[{bad + 1}]")
+        c.fail(_("target {bad} is {got}; look at mask[{value}] and ids[{value}]").format(bad=bad, got=got[bad], value=bad + 1))
     c.done()
 
 
 # (expression, value) pairs an honest evaluator computes; the refused ones are harmless under eval
 _ALLOWED = [("{a}+{b}", lambda a, b: a + b), ("{a}-{b}*2", lambda a, b: a - b * 2), ("-{a}//{b}", lambda a, b: -a // b),
             ("{a}%{b}", lambda a, b: a % b), ("({a}+{b})**2", lambda a, b: (a + b) ** 2), ("{a}/{b}", lambda a, b: a / b)]
-_REFUSED = [("abs(-{a})", "a function call"), ("({a}).real", "an attribute"), ("x + {a}", "a name"),
-            ("__import__('math').pi", "a call to __import__"), ("2**{big}", "a huge power"),
-            ("[{a}][0]", "a list"), ("'{a}' * 2", "a string"), ("{a} < {b}", "a comparison")]
+_REFUSED = [("abs(-{a})", N_("a function call")), ("({a}).real", N_("an attribute")), ("x + {a}", N_("a name")),
+            ("__import__('math').pi", N_("a call to __import__")), ("2**{big}", N_("a huge power")),
+            ("[{a}][0]", N_("a list")), ("'{a}' * 2", N_("a string")), ("{a} < {b}", N_("a comparison"))]
 
 
 def safe_calc(fn):
@@ -80,22 +81,21 @@ def safe_calc(fn):
         expr = template.format(a=a, b=b)
         got = c.call(fn, expr)
         c.that(isinstance(got, (int, float)) and not isinstance(got, bool)
-               and math.isclose(got, value(a, b), rel_tol=1e-9), f"{expr!r} should be a number equal to Python's "
-                                                                   f"arithmetic, got {got!r}")
+               and math.isclose(got, value(a, b), rel_tol=1e-9), _("{expr!r} should be a number equal to Python's arithmetic, got {got!r}").format(expr=expr, got=got))
     for template, what in _REFUSED:
         expr = template.format(a=_randint(g, 1, 300), b=_randint(g, 1, 40), big=_randint(g, 10_000, 20_000))
         try:
             got = fn(expr)
         except NotImplementedError:
-            c.fail("not implemented yet: replace `raise NotImplementedError()` with your code")
+            c.fail(_("not implemented yet: replace `raise NotImplementedError()` with your code"))
         except ValueError:
             c.count += 1
             continue
         except Exception as e:  # e.g. NameError from eval
-            c.fail(f"{expr!r} ({what}) raised {type(e).__name__}; refuse it yourself with a ValueError that says "
-                   "why (did the expression reach eval?)")
-        shown = f"a {got.bit_length()}-bit number" if isinstance(got, int) and got.bit_length() > 64 else repr(got)[:20]
-        c.fail(f"{expr!r} ({what}) was computed ({shown}); only numbers and arithmetic operators may pass")
+            c.fail(_("{expr!r} ({what}) raised {type}; refuse it yourself with a ValueError that says why "
+                     "(did the expression reach eval?)").format(expr=expr, what=_(what), type=type(e).__name__))
+        shown = _("a {bits}-bit number").format(bits=got.bit_length()) if isinstance(got, int) and got.bit_length() > 64 else repr(got)[:20]
+        c.fail(_("{expr!r} ({what}) was computed ({shown}); only numbers and arithmetic operators may pass").format(expr=expr, what=_(what), shown=shown))
     c.done()
 
 
@@ -103,31 +103,31 @@ def dpo_loss(fn):
     """``fn(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)`` -> the mean DPO loss (scalar)."""
     c = Check("dpo_loss")
     g = fresh_generator()
-    for _ in range(4):
+    for _i in range(4):
         B = _randint(g, 3, 9)
-        pc, pr, rc, rr = (-20 * torch.rand(B, generator=g, dtype=torch.float64) - 1 for _ in range(4))
+        pc, pr, rc, rr = (-20 * torch.rand(B, generator=g, dtype=torch.float64) - 1 for _i in range(4))
         beta = float(torch.empty(1, dtype=torch.float64).uniform_(0.05, 0.8, generator=g))
         margin = beta * ((pc - rc) - (pr - rr))
         ref = -F.logsigmoid(margin).mean()
         got = c.call(fn, pc.clone(), pr.clone(), rc.clone(), rr.clone(), beta)
-        c.that(torch.is_tensor(got) and got.numel() == 1, f"return the loss as one tensor number, got {got!r}")
+        c.that(torch.is_tensor(got) and got.numel() == 1, _("return the loss as one tensor number, got {got!r}").format(got=got))
         got = got.double().reshape(())
         if torch.isclose(got, ref, rtol=1e-6, atol=1e-8):
             c.count += 1
             continue
         wrong = {
-            "beta is missing: the rewards are beta times the log-ratios": -F.logsigmoid(margin / beta).mean(),
-            "the sign is flipped: the chosen reply's reward comes first in the margin": -F.logsigmoid(-margin).mean(),
-            "the reference model is missing: rewards are log-ratios policy minus reference":
+            _("beta is missing: the rewards are beta times the log-ratios"): -F.logsigmoid(margin / beta).mean(),
+            _("the sign is flipped: the chosen reply's reward comes first in the margin"): -F.logsigmoid(-margin).mean(),
+            _("the reference model is missing: rewards are log-ratios policy minus reference"):
                 -F.logsigmoid(beta * (pc - pr)).mean(),
-            "return the mean over the batch, not the sum": -F.logsigmoid(margin).sum(),
-            "the loss is -log sigmoid(margin), not -sigmoid(margin)": -torch.sigmoid(margin).mean(),
+            _("return the mean over the batch, not the sum"): -F.logsigmoid(margin).sum(),
+            _("the loss is -log sigmoid(margin), not -sigmoid(margin)"): -torch.sigmoid(margin).mean(),
         }
         for hint, value in wrong.items():
             if torch.isclose(got, value, rtol=1e-6, atol=1e-8):
                 c.fail(hint)
-        c.fail(f"the loss {got.item():.4f} is {'too high' if got > ref else 'too low'}; loss = "
-               "-log sigmoid(r_chosen - r_rejected), averaged over the batch")
+        c.fail(_("the loss {got:.4f} is {value}; loss = -log sigmoid(r_chosen - r_rejected), averaged "
+                 "over the batch").format(got=got.item(), value=_("too high") if got > ref else _("too low")))
     c.done()
 
 

@@ -3,6 +3,7 @@
     python -m minigpt exercises            # regenerate exercises/ from solutions/ (make exercises)
     python -m minigpt exercises --check    # exit 1 when an exercise notebook is out of date (make test)
     python -m minigpt exercises reset 05   # a learner's clean start on lesson 05 (their copy kept)
+    python -m minigpt exercises reset 05 --edition zh   # the same in the Chinese edition (zh/exercises/)
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def add_cli(sub) -> None:
     r.add_argument("lesson", help="the lesson number, e.g. 05")
     r.add_argument("--dir", type=Path, default=None,
                    help="the folder that holds your exercise notebooks (default: exercises/ of this checkout)")
+    r.add_argument("--edition", choices=("en", "zh"), default=None,
+                   help="en or zh (中文版, from zh/exercises/); default: zh when --dir is in the Chinese edition, else en")
     r.set_defaults(func=_cli_reset)
 
 
@@ -46,10 +49,19 @@ def _cli_build(args) -> int:
 
 def _cli_reset(args) -> int:
     from ..exercises import ROOT, reset  # deferred: nbformat takes ~1.5 s to import
+    from ..i18n import in_chinese_edition
 
     if args.dir is not None:  # the clean copy is made from solutions/, which it must never replace
         refuse_out_over_source(ROOT / "solutions", args.dir, "solutions/", "--dir")
-    target, backup = reset(args.lesson, args.dir)
+        refuse_out_over_source(ROOT / "zh" / "solutions", args.dir, "zh/solutions/", "--dir")
+    edition = args.edition or ("zh" if args.dir is not None and in_chinese_edition(args.dir) else "en")
+    folder, clean = args.dir, None
+    if edition == "zh":
+        from ..editions import chinese_exercise  # deferred: nbformat takes ~1.5 s to import
+
+        clean = chinese_exercise(args.lesson)[1]
+        folder = folder if folder is not None else ROOT / "zh" / "exercises"
+    target, backup = reset(args.lesson, folder, clean=clean)
     if backup is None:
         print(f"{target} is a clean exercise notebook (it was missing or had no changes: nothing to back up)")
     else:
