@@ -92,7 +92,7 @@ def choose_threshold(fn):
     for case in range(3):
         n = int(torch.randint(60, 200, (1,), generator=g))
         share = [0.5, 0.2, 0.8][case]  # balanced, then few and many positives: a fixed cut-off is wrong
-        for _ in range(100):  # redraw until no shortcut (a midpoint, a mean, a median) is as good as the best
+        for _i in range(100):  # redraw until no shortcut (a midpoint, a mean, a median) is as good as the best
             labels = (torch.rand(n, generator=g) < share).long()
             shift = float(torch.rand(1, generator=g)) * 3 + 1.5
             offset = float(torch.randn(1, generator=g)) * 4  # the scores are not centred on 0 or 0.5

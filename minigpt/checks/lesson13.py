@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from ..i18n import _
 from ..poetry import rhyme_of as _rhyme_ref
 from ._core import Check, fresh_generator
 
@@ -38,22 +39,24 @@ def rhyme_of(fn):
     for f in finals:
         got[f] = c.call(fn, f)
         if not isinstance(got[f], str):
-            c.fail(f"for the final {f!r} you return {type(got[f]).__name__}; return the rhyme as a string, e.g. 'ang'")
+            c.fail(_("for the final {final!r} you return {type}; return the rhyme as a string, e.g. 'ang'").format(
+                final=f, type=type(got[f]).__name__))
     wrong = [f for f in finals if got[f] != _rhyme_ref(f)]
     for f in wrong:  # the most telling mistake first: a final that has no medial was changed
         if f in _KEEP:
-            c.fail(f"the final {f!r} has no medial: a one-letter final, or one whose first letter is not "
-                   "i, u or v followed by a vowel or n, is its own rhyme")
+            c.fail(_("the final {final!r} has no medial: a one-letter final, or one whose first letter is not "
+                     "i, u or v followed by a vowel or n, is its own rhyme").format(final=f))
     for f in wrong:
         if got[f] == f:
-            c.fail(f"the final {f!r} keeps its medial; drop the i, u or v before the main vowel (iang and "
-                   "uang rhyme with ang)")
+            c.fail(_("the final {final!r} keeps its medial; drop the i, u or v before the main vowel (iang and "
+                     "uang rhyme with ang)").format(final=f))
     for f in wrong:
         if f in _MEDIAL_N and got[f] == f[1:]:
-            c.fail(f"the final {f!r} becomes {got[f]!r}, a bare n or ng; in, ing, uen, vn rhyme with en and eng, "
-                   "so put back the e")
+            c.fail(_("the final {final!r} becomes {got!r}, a bare n or ng; in, ing, uen, vn rhyme with en and eng, "
+                     "so put back the e").format(final=f, got=got[f]))
     if wrong:
-        c.fail(f"the rhyme of the final {wrong[0]!r} is not {got[wrong[0]]!r}; drop only the medial before a vowel or n")
+        c.fail(_("the rhyme of the final {final!r} is not {got!r}; drop only the medial before a vowel or n").format(
+            final=wrong[0], got=got[wrong[0]]))
     c.count += len(finals)
     c.done()
 
@@ -88,20 +91,20 @@ def macro_f1(fn):
         try:
             got = float(got)
         except (TypeError, ValueError):
-            c.fail(f"return one number, got {type(got).__name__}")
+            c.fail(_("return one number, got {type}").format(type=type(got).__name__))
         if math.isnan(got):
-            c.fail("you return NaN; a precision or recall whose denominator is 0 counts as 0 (a class never predicted)")
+            c.fail(_("you return NaN; a precision or recall whose denominator is 0 counts as 0 (a class never predicted)"))
         f1s = _f1s(y, p, K)
         ref = sum(f1s) / K
         if not math.isclose(got, ref, abs_tol=1e-6):
             acc = float((y == p).float().mean())
             if math.isclose(got, acc, abs_tol=1e-6):
-                c.fail("that is the accuracy (the micro average); macro F1 averages each class's F1")
+                c.fail(_("that is the accuracy (the micro average); macro F1 averages each class's F1"))
             counts = torch.bincount(y, minlength=K).tolist()
             if math.isclose(got, sum(f * m for f, m in zip(f1s, counts)) / n, abs_tol=1e-6):
-                c.fail("you weight each class by its size (support); macro F1 gives every class the same weight")
-            c.fail(f"macro F1 = {got:.4f} is off; compute precision, recall and F1 for each class, then take the "
-                   "plain mean of the F1s (not the F1 of the mean precision and recall)")
+                c.fail(_("you weight each class by its size (support); macro F1 gives every class the same weight"))
+            c.fail(_("macro F1 = {got:.4f} is off; compute precision, recall and F1 for each class, then take the "
+                     "plain mean of the F1s (not the F1 of the mean precision and recall)").format(got=got))
         c.count += 1
     c.done()
 
@@ -129,17 +132,17 @@ def bits_per_byte(fn):
         try:
             got = float(got)
         except (TypeError, ValueError):
-            c.fail(f"return one number, got {type(got).__name__}")
+            c.fail(_("return one number, got {type}").format(type=type(got).__name__))
         n_bytes = len(text.encode("utf-8"))
         ref = nats / (math.log(2) * n_bytes)
         if not math.isclose(got, ref, rel_tol=1e-6):
             if math.isclose(got, nats / (math.log(2) * len(text)), rel_tol=1e-6):
-                c.fail("you divide by the characters; a Chinese character is 3 bytes in UTF-8 (len(text.encode()))")
+                c.fail(_("you divide by the characters; a Chinese character is 3 bytes in UTF-8 (len(text.encode()))"))
             if math.isclose(got, nats / n_bytes, rel_tol=1e-6):
-                c.fail("that is nats per byte; one bit is ln 2 nats")
+                c.fail(_("that is nats per byte; one bit is ln 2 nats"))
             if math.isclose(got, nats / (math.log(2) * 3 * len(text)), rel_tol=1e-6):
-                c.fail("not every character is 3 bytes: ASCII takes 1, Chinese 3, an emoji 4; count the UTF-8 bytes")
-            c.number(got, ref, f"bits per byte of a text of {len(text)} characters", tol=1e-6 * ref)
+                c.fail(_("not every character is 3 bytes: ASCII takes 1, Chinese 3, an emoji 4; count the UTF-8 bytes"))
+            c.number(got, ref, _("bits per byte of a text of {n} characters").format(n=len(text)), tol=1e-6 * ref)
         c.count += 1
     c.done()
 
@@ -155,12 +158,12 @@ def copied_share(fn):
     g = fresh_generator()
     for case in range(3):
         n = [5, 7][int(torch.randint(2, (1,), generator=g))]
-        train_lines = [_couplet(g, n) for _ in range(16)]
+        train_lines = [_couplet(g, n) for _i in range(16)]
         train = ["\n".join(train_lines[i:i + 4]) + "\n\n" for i in range(0, 16, 4)]
         poems = []
-        for _ in range(int(torch.randint(3, 6, (1,), generator=g))):
+        for _i in range(int(torch.randint(3, 6, (1,), generator=g))):
             lines = []
-            for _ in range(4):
+            for _i in range(4):
                 r = float(torch.rand(1, generator=g))
                 if r < 0.3:
                     lines.append(train_lines[int(torch.randint(16, (1,), generator=g))])
@@ -176,21 +179,21 @@ def copied_share(fn):
         try:
             got = float(got)
         except (TypeError, ValueError):
-            c.fail(f"return one number (a share between 0 and 1), got {type(got).__name__}")
+            c.fail(_("return one number (a share between 0 and 1), got {type}").format(type=type(got).__name__))
         seen = set(train_lines)
         lines = [ln for p in poems for ln in p.strip().split("\n") if ln.strip()]
         ref = sum(ln in seen for ln in lines) / len(lines)
         if not math.isclose(got, ref, abs_tol=1e-9):
             all_lines = [ln for p in poems for ln in p.split("\n")]
             if math.isclose(got, sum(ln in seen for ln in all_lines) / len(all_lines), abs_tol=1e-9):
-                c.fail("you count blank lines as couplets; a poem may end with a blank line, skip empty lines")
+                c.fail(_("you count blank lines as couplets; a poem may end with a blank line, skip empty lines"))
             uniq = set(lines)
             if math.isclose(got, sum(ln in seen for ln in uniq) / len(uniq), abs_tol=1e-9):
-                c.fail("you count each distinct couplet once; a couplet that occurs twice counts twice")
+                c.fail(_("you count each distinct couplet once; a couplet that occurs twice counts twice"))
             per_poem = [any(ln in seen for ln in p.split("\n")) for p in poems]
             if math.isclose(got, sum(per_poem) / len(per_poem), abs_tol=1e-9):
-                c.fail("that is the share of poems with a copied couplet; count couplets, not poems")
-            c.fail(f"the share = {got:.4f} is off; divide the couplets found whole in train by all couplets "
-                   "(lines) of the poems")
+                c.fail(_("that is the share of poems with a copied couplet; count couplets, not poems"))
+            c.fail(_("the share = {got:.4f} is off; divide the couplets found whole in train by all couplets "
+                     "(lines) of the poems").format(got=got))
         c.count += 1
     c.done()

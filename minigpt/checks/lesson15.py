@@ -175,15 +175,16 @@ def seed_verdict(fn):
     for a, b in cases:
         ref = _verdict(a, b)
         got = c.call(fn, list(a), list(b))
-        c.that(got in ("a", "b", "noise"), f'return "a", "b" or "noise", got {got!r}')
+        c.that(got in ("a", "b", "noise"), _('return "a", "b" or "noise", got {got!r}').format(got=got))
         if got == ref:
             continue
         mean_gap = abs(sum(a) / len(a) - sum(b) / len(b))
         if ref == "noise":
-            c.fail(f"you called a winner where the means differ by {mean_gap:.3f} but one arm's seeds spread over "
-                   f"{max(max(a) - min(a), max(b) - min(b)):.3f}: compare the gap with the LARGER of the two ranges")
+            c.fail(_("you called a winner where the means differ by {gap:.3f} but one arm's seeds spread over "
+                     "{spread:.3f}: compare the gap with the LARGER of the two ranges").format(
+                         gap=mean_gap, spread=max(max(a) - min(a), max(b) - min(b))))
         if got == "noise":
-            c.fail(f"you called noise where the means differ by {mean_gap:.3f}, more than either arm's range "
-                   f"(max - min over seeds)")
-        c.fail("the winner is the arm with the HIGHER mean score; check the direction of your comparison")
+            c.fail(_("you called noise where the means differ by {gap:.3f}, more than either arm's range "
+                     "(max - min over seeds)").format(gap=mean_gap))
+        c.fail(_("the winner is the arm with the HIGHER mean score; check the direction of your comparison"))
     c.done()
