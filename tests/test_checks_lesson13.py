@@ -175,13 +175,13 @@ def substring(poems, train):
 
 @pytest.mark.parametrize("attempt", REPEATS)
 def test_copied_share_accepts_reference_and_the_package(attempt, capsys):
-    check.copied_share(copied_ref)
-    check.copied_share(poetry.copied_share)
-    assert capsys.readouterr().out.count("✓ copied_share") == 2
+    check.copied_couplets(copied_ref)
+    check.copied_couplets(poetry.copied_share)
+    assert capsys.readouterr().out.count("✓ copied_couplets") == 2
 
 
 @pytest.mark.parametrize("wrong, hint", [
-    (lambda poems, train: 0.25, "copied_share"),  # a constant (whichever hint it meets)
+    (lambda poems, train: 0.25, "copied_couplets"),  # a constant (whichever hint it meets)
     (blank_lines_counted, "blank lines"),
     (distinct_couplets, "distinct couplet"),
     (per_poem, "share of poems"),
@@ -190,4 +190,4 @@ def test_copied_share_accepts_reference_and_the_package(attempt, capsys):
 @pytest.mark.parametrize("attempt", REPEATS)
 def test_copied_share_rejects_mistakes(wrong, hint, attempt):
     with pytest.raises(CheckFailed, match=hint):
-        check.copied_share(wrong)
+        check.copied_couplets(wrong)

@@ -17,5 +17,7 @@ for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     if _info.name.startswith("lesson"):
         _module = importlib.import_module(f"{__name__}.{_info.name}")
         for _name in getattr(_module, "__all__", []):
+            if _name in globals():  # two lessons' checks under one name: the later would hide the earlier
+                raise ImportError(f"minigpt.checks.{_info.name}.{_name}: another lesson's check has this name")
             globals()[_name] = getattr(_module, _name)
             __all__.append(_name)

@@ -16,7 +16,7 @@ from ..i18n import _
 from ..poetry import rhyme_of as _rhyme_ref
 from ._core import Check, fresh_generator
 
-__all__ = ["rhyme_of", "macro_f1", "bits_per_byte", "copied_share"]
+__all__ = ["rhyme_of", "macro_f1", "bits_per_byte", "copied_couplets"]
 
 # pypinyin's strict finals (Style.FINALS, strict=True), grouped by what the rule does to them
 _KEEP = ["a", "o", "e", "i", "u", "v", "er", "ai", "ei", "ao", "ou", "an", "en", "ang", "eng", "ong"]
@@ -151,10 +151,10 @@ def _couplet(g, n):
     return _text(g, _HAN, n) + "，" + _text(g, _HAN, n) + "。"
 
 
-def copied_share(fn):
+def copied_couplets(fn):
     """``fn(poems, train_poems)`` -> the share of the couplets (lines) of ``poems``, every occurrence counted, that
     occur as a whole couplet of ``train_poems``; blank lines are not couplets."""
-    c = Check("copied_share")
+    c = Check("copied_couplets")
     g = fresh_generator()
     for case in range(3):
         n = [5, 7][int(torch.randint(2, (1,), generator=g))]
