@@ -151,47 +151,64 @@ def _couplet(g, n):
     return _text(g, _HAN, n) + "，" + _text(g, _HAN, n) + "。"
 
 
+def _couplet_draw(g, case):
+    """One draw of poems and train poems for :func:`copied_couplets` (``case`` 1 adds blank lines, 2 half-copies)."""
+    n = [5, 7][int(torch.randint(2, (1,), generator=g))]
+    train_lines = [_couplet(g, n) for _i in range(16)]
+    train = ["\n".join(train_lines[i:i + 4]) + "\n\n" for i in range(0, 16, 4)]
+    poems = []
+    for _i in range(int(torch.randint(3, 6, (1,), generator=g))):
+        lines = []
+        for _i in range(4):
+            r = float(torch.rand(1, generator=g))
+            if r < 0.3:
+                lines.append(train_lines[int(torch.randint(16, (1,), generator=g))])
+            elif r < 0.4 and lines:
+                lines.append(lines[-1])  # a repeated couplet counts every time
+            else:
+                lines.append(_couplet(g, n))
+        poems.append("\n".join(lines) + ("\n\n" if case == 1 else ""))
+    poems.append("\n".join([train_lines[0], train_lines[0], _couplet(g, n), train_lines[5]]))
+    if case == 2:  # half of a train couplet is not a copied couplet
+        poems.append("\n".join([train_lines[3].split("，")[0] + "，" + _text(g, _HAN, n) + "。"] * 2))
+    return train_lines, train, poems
+
+
+def _couplet_shortcuts(train_lines, poems):
+    """The right share and what each typical mistake gives on these poems."""
+    seen = set(train_lines)
+    lines = [ln for p in poems for ln in p.strip().split("\n") if ln.strip()]
+    all_lines = [ln for p in poems for ln in p.split("\n")]
+    uniq = set(lines)
+    return {"ref": sum(ln in seen for ln in lines) / len(lines),
+            "blank": sum(ln in seen for ln in all_lines) / len(all_lines),
+            "distinct": sum(ln in seen for ln in uniq) / len(uniq),
+            "per_poem": sum(any(ln in seen for ln in p.split("\n")) for p in poems) / len(poems)}
+
+
 def copied_couplets(fn):
     """``fn(poems, train_poems)`` -> the share of the couplets (lines) of ``poems``, every occurrence counted, that
     occur as a whole couplet of ``train_poems``; blank lines are not couplets."""
     c = Check("copied_couplets")
     g = fresh_generator()
     for case in range(3):
-        n = [5, 7][int(torch.randint(2, (1,), generator=g))]
-        train_lines = [_couplet(g, n) for _i in range(16)]
-        train = ["\n".join(train_lines[i:i + 4]) + "\n\n" for i in range(0, 16, 4)]
-        poems = []
-        for _i in range(int(torch.randint(3, 6, (1,), generator=g))):
-            lines = []
-            for _i in range(4):
-                r = float(torch.rand(1, generator=g))
-                if r < 0.3:
-                    lines.append(train_lines[int(torch.randint(16, (1,), generator=g))])
-                elif r < 0.4 and lines:
-                    lines.append(lines[-1])  # a repeated couplet counts every time
-                else:
-                    lines.append(_couplet(g, n))
-            poems.append("\n".join(lines) + ("\n\n" if case == 1 else ""))
-        poems.append("\n".join([train_lines[0], train_lines[0], _couplet(g, n), train_lines[5]]))
-        if case == 2:  # half of a train couplet is not a copied couplet
-            poems.append("\n".join([train_lines[3].split("，")[0] + "，" + _text(g, _HAN, n) + "。"] * 2))
+        while True:  # redraw until every mistake gives its own value (blank lines only tell where there are some)
+            train_lines, train, poems = _couplet_draw(g, case)
+            v = _couplet_shortcuts(train_lines, poems)
+            names = ["ref", "distinct", "per_poem"] + (["blank"] if case == 1 else [])
+            if all(abs(v[a] - v[b]) > 1e-6 for k, a in enumerate(names) for b in names[k + 1:]):
+                break
         got = c.call(fn, [p for p in poems], [t for t in train])
         try:
             got = float(got)
         except (TypeError, ValueError):
             c.fail(_("return one number (a share between 0 and 1), got {type}").format(type=type(got).__name__))
-        seen = set(train_lines)
-        lines = [ln for p in poems for ln in p.strip().split("\n") if ln.strip()]
-        ref = sum(ln in seen for ln in lines) / len(lines)
-        if not math.isclose(got, ref, abs_tol=1e-9):
-            all_lines = [ln for p in poems for ln in p.split("\n")]
-            if math.isclose(got, sum(ln in seen for ln in all_lines) / len(all_lines), abs_tol=1e-9):
+        if not math.isclose(got, v["ref"], abs_tol=1e-9):
+            if math.isclose(got, v["blank"], abs_tol=1e-9):
                 c.fail(_("you count blank lines as couplets; a poem may end with a blank line, skip empty lines"))
-            uniq = set(lines)
-            if math.isclose(got, sum(ln in seen for ln in uniq) / len(uniq), abs_tol=1e-9):
+            if math.isclose(got, v["distinct"], abs_tol=1e-9):
                 c.fail(_("you count each distinct couplet once; a couplet that occurs twice counts twice"))
-            per_poem = [any(ln in seen for ln in p.split("\n")) for p in poems]
-            if math.isclose(got, sum(per_poem) / len(per_poem), abs_tol=1e-9):
+            if math.isclose(got, v["per_poem"], abs_tol=1e-9):
                 c.fail(_("that is the share of poems with a copied couplet; count couplets, not poems"))
             c.fail(_("the share = {got:.4f} is off; divide the couplets found whole in train by all couplets "
                      "(lines) of the poems").format(got=got))
