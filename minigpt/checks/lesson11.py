@@ -179,6 +179,33 @@ def _ref_recall(sim, labels, k):
     return float((hits[has].double() / n_rel[has]).mean())
 
 
+def _recall_draw(g):
+    """Similarities of 20-49 items in 5 classes, plus one item alone in its class (not a query)."""
+    n = int(torch.randint(20, 50, (1,), generator=g))
+    labels = torch.randint(0, 5, (n,), generator=g)
+    labels[-1] = 5  # one item alone in its class: not a query
+    emb = torch.randn(6, 4, generator=g)[labels] + torch.randn(n, 4, generator=g)
+    return emb @ emb.T, labels  # each item is its own nearest neighbour: it must be left out
+
+
+def _recall_shortcuts(sim, labels, k):
+    """recall@k and what each typical mistake gives on these similarities."""
+    same = labels[:, None] == labels[None, :]
+    with_self = same.gather(1, sim.topk(k, dim=1).indices).sum(1).double()
+    n_rel = same.sum(1).double() - 1
+    has = n_rel > 0
+    s = sim.clone().double()
+    s.fill_diagonal_(float("-inf"))
+    same_no_self = same.clone()
+    same_no_self.fill_diagonal_(False)
+    hits = same_no_self.gather(1, s.topk(k, dim=1).indices).sum(1).double()
+    return {"ref": _ref_recall(sim, labels, k),
+            "self": float(((with_self[has] - 1) / n_rel[has]).mean()),
+            "self_share": float((with_self[has] / (n_rel[has] + 1)).mean()),
+            "precision": float((hits[has] / k).mean()), "precision_all": float((hits / k).mean()),
+            "hit": float((hits[has] > 0).double().mean())}
+
+
 def recall_at_k(fn):
     """``fn(similarity, labels, k)``: mean over queries with a relevant item of |same label in the top k
     of the other items| / |same label among the other items|."""
@@ -186,36 +213,27 @@ def recall_at_k(fn):
     g = fresh_generator()
     ks = (torch.randperm(4, generator=g)[:3] + 2).tolist()  # three different k: a fixed k cannot pass
     for k in ks:
-        n = int(torch.randint(20, 50, (1,), generator=g))
-        labels = torch.randint(0, 5, (n,), generator=g)
-        labels[-1] = 5  # one item alone in its class: not a query
-        emb = torch.randn(6, 4, generator=g)[labels] + torch.randn(n, 4, generator=g)
-        sim = emb @ emb.T  # each item is its own nearest neighbour: it must be left out
+        while True:  # redraw until the right answer and each typical mistake give different values
+            sim, labels = _recall_draw(g)
+            v = _recall_shortcuts(sim, labels, k)
+            vals = [v["ref"], v["self"], v["self_share"], v["precision"], v["precision_all"], v["hit"]] + \
+                [_ref_recall(sim, labels, other) for other in range(1, 7) if other != k]  # a fixed k
+            if all(abs(a - b) > 1e-4 for i, a in enumerate(vals) for b in vals[i + 1:]):
+                break
+        n = len(labels)
         got = c.call(fn, sim.clone(), labels.clone(), k)
         try:
             got = float(got)
         except (TypeError, ValueError):
             c.fail(_("return one number, the mean recall@k; got {type}").format(type=type(got).__name__))
-        ref = _ref_recall(sim, labels, k)
-        if not math.isclose(got, ref, abs_tol=1e-6):
-            same = labels[:, None] == labels[None, :]
-            with_self = same.gather(1, sim.topk(k, dim=1).indices).sum(1).double()
-            n_rel = same.sum(1).double() - 1
-            has = n_rel > 0
-            if math.isclose(got, float(((with_self[has] - 1) / n_rel[has]).mean()), abs_tol=1e-6) or \
-                    math.isclose(got, float((with_self[has] / (n_rel[has] + 1)).mean()), abs_tol=1e-6):
+        if not math.isclose(got, v["ref"], abs_tol=1e-6):
+            if math.isclose(got, v["self"], abs_tol=1e-6) or math.isclose(got, v["self_share"], abs_tol=1e-6):
                 c.fail(_("an item is its own nearest neighbour; leave it out of its own ranking"))
-            s = sim.clone().double()
-            s.fill_diagonal_(float("-inf"))
-            same_no_self = same.clone()
-            same_no_self.fill_diagonal_(False)
-            hits = same_no_self.gather(1, s.topk(k, dim=1).indices).sum(1).double()
-            if math.isclose(got, float((hits[has] / k).mean()), abs_tol=1e-6) or \
-                    math.isclose(got, float((hits / k).mean()), abs_tol=1e-6):
+            if math.isclose(got, v["precision"], abs_tol=1e-6) or math.isclose(got, v["precision_all"], abs_tol=1e-6):
                 c.fail(_("you divide by k (that is precision@k); recall divides by how many relevant items there are"))
-            if math.isclose(got, float((hits[has] > 0).double().mean()), abs_tol=1e-6):
+            if math.isclose(got, v["hit"], abs_tol=1e-6):
                 c.fail(_("you count a query as 1 when any relevant item is found; count the share of them found"))
-            c.number(got, ref, _("recall@{k} on {n} items").format(k=k, n=n), tol=1e-6)
+            c.number(got, v["ref"], _("recall@{k} on {n} items").format(k=k, n=n), tol=1e-6)
         c.count += 1
     c.done()
 

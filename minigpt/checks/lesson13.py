@@ -180,7 +180,9 @@ def _couplet_shortcuts(train_lines, poems):
     lines = [ln for p in poems for ln in p.strip().split("\n") if ln.strip()]
     all_lines = [ln for p in poems for ln in p.split("\n")]
     uniq = set(lines)
+    halves = {ln.split("，")[0] for ln in train_lines}
     return {"ref": sum(ln in seen for ln in lines) / len(lines),
+            "half": sum(ln.split("，")[0] in halves for ln in lines) / len(lines),
             "blank": sum(ln in seen for ln in all_lines) / len(all_lines),
             "distinct": sum(ln in seen for ln in uniq) / len(uniq),
             "per_poem": sum(any(ln in seen for ln in p.split("\n")) for p in poems) / len(poems)}
@@ -192,10 +194,11 @@ def copied_couplets(fn):
     c = Check("copied_couplets")
     g = fresh_generator()
     for case in range(3):
-        while True:  # redraw until every mistake gives its own value (blank lines only tell where there are some)
+        while True:  # redraw until every mistake gives its own value (blank lines and half-copies only tell where
+            # there are some)
             train_lines, train, poems = _couplet_draw(g, case)
             v = _couplet_shortcuts(train_lines, poems)
-            names = ["ref", "distinct", "per_poem"] + (["blank"] if case == 1 else [])
+            names = ["ref", "distinct", "per_poem"] + (["blank"] if case == 1 else []) + (["half"] if case == 2 else [])
             if all(abs(v[a] - v[b]) > 1e-6 for k, a in enumerate(names) for b in names[k + 1:]):
                 break
         got = c.call(fn, [p for p in poems], [t for t in train])
