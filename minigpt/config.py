@@ -174,6 +174,7 @@ PRESETS: dict[str, TrainConfig] = {
     # ablation (300 steps) RoPE and QK-norm each gained ~0.22 nats and all together 0.48, but the full run is
     # NOT a record: val 1.499 after 3,600 steps (train 1.158: it overfits), against the 10-minute recipe's 1.484.
     # 3,600 steps ran in 12.1 min on the course's 2-core CPU while other programs loaded it (10.2k tokens/s).
+    # On an idle machine its step takes 1.16x the 10-minute recipe's (lesson 14's ablation), ~9.7 min for 3,600 steps.
     "shakespeare-char-cpu-10min-modern": TrainConfig(
         n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0, batch_size=16, activation="swiglu",
         positions="rope", norm="rmsnorm", n_kv_head=2, qk_norm=True, bias=False, tie_embeddings=False,

@@ -30,6 +30,10 @@ def add_cli(sub) -> None:
                    help="micro-batches per optimizer step")
     p.add_argument("--block-size", type=integer("--block-size", 1, 1_048_576, name="block_size"))
     p.add_argument("--lr", type=real("--lr", 0, 10, low_open=True, name="learning_rate"), help="peak learning rate")
+    p.add_argument("--dropout", type=real("--dropout", 0, 0.9, name="dropout"),
+                   help="dropout probability in attention, MLP and embeddings (regularises a model that overfits)")
+    p.add_argument("--weight-decay", type=real("--weight-decay", 0, 10, name="weight_decay"),
+                   help="decoupled weight decay of the matrices (AdamW and Muon)")
     p.add_argument("--eval-interval", type=integer("--eval-interval", 1, 100_000_000, name="eval_interval"))
     p.add_argument("--eval-tokens", type=integer("--eval-tokens", 1, 10**10, name="eval_tokens"),
                    help="validation tokens per evaluation (default: all)")
@@ -67,6 +71,7 @@ def config_from_args(args) -> TrainConfig:
     cfg = get_preset(args.preset)
     overrides = {"max_iters": args.max_iters, "compile": args.compile, "batch_size": args.batch_size,
                  "grad_accum_steps": args.grad_accum, "block_size": args.block_size, "learning_rate": args.lr,
+                 "dropout": args.dropout, "weight_decay": args.weight_decay,
                  "eval_interval": args.eval_interval, "eval_tokens": args.eval_tokens, "dtype": args.dtype,
                  "activation": args.activation, "optimizer": args.optimizer,
                  "seed": args.seed, "n_layer": args.n_layer, "n_head": args.n_head, "n_embd": args.n_embd,
