@@ -62,6 +62,18 @@ def script_prompt(turns: list[tuple[str, str]], to: str) -> str:
     return "".join(f"{who}:\n{said}{END_OF_SPEECH}" for who, said in turns) + f"{to}:\n"
 
 
+def _readable_line(line: str, tokenizer, who: str) -> str:
+    """``line`` stripped, or a ValueError saying it is empty or holds characters ``who`` cannot read."""
+    line = line.strip()
+    if not line:
+        raise ValueError("say something: the line is empty")
+    try:
+        tokenizer.encode(line)
+    except ValueError as e:
+        raise ValueError(f"{who} cannot read that line: {e}") from None
+    return line
+
+
 class Chat:
     """A conversation with the model: you speak as ``as_name``, it answers as ``to_name``.
 
@@ -94,13 +106,7 @@ class Chat:
 
     def reply(self, line: str, on_piece=None) -> str:
         """Say ``line``; return the model's answer (its speech, without the name line)."""
-        line = line.strip()
-        if not line:
-            raise ValueError("say something: the line is empty")
-        try:
-            self.tokenizer.encode(line)
-        except ValueError as e:
-            raise ValueError(f"the model cannot read that line: {e}") from None
+        line = _readable_line(line, self.tokenizer, "the model")
         self.turns.append((self.as_name, line))
         pieces = []
         for piece in stream(self.model, self.tokenizer, self.prompt(), self.max_new_tokens, stop=END_OF_SPEECH,
@@ -228,13 +234,7 @@ class AssistantChat:
 
     def reply(self, line: str) -> list[dict]:
         """Say ``line``; return the assistant's new messages (calls, tool results, the answer)."""
-        line = line.strip()
-        if not line:
-            raise ValueError("say something: the line is empty")
-        try:
-            self.tok.encode(line)
-        except ValueError as e:
-            raise ValueError(f"the assistant cannot read that line: {e}") from None
+        line = _readable_line(line, self.tok, "the assistant")
         self.messages.append({"role": "user", "content": line})
         new = generate_with_tools(self.model, self.tok, self.messages, max_new_tokens=self.max_new_tokens,
                                   temperature=self.temperature, generator=self.generator)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import nbformat
 
-from .exercises import BEGIN, END, make_exercise, render, solutions_notebook
+from .exercises import BEGIN, END, differences, make_exercise, render, solutions_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 LANGUAGE = "zh-CN"
@@ -255,12 +255,7 @@ def built_problems(root: Path = ROOT) -> list[str]:
     """Notebooks of ``zh/`` (and ``start.ipynb``) that are missing, out of date, or have no English source."""
     expected = expected_edition(root)
     expected[root / START] = start_notebook(root, expected)
-    problems = []
-    for path, text in expected.items():
-        if not path.exists():
-            problems.append(f"{path.relative_to(root)} is missing")
-        elif path.read_text(encoding="utf-8") != text:
-            problems.append(f"{path.relative_to(root)} is out of date")
+    problems = differences(expected, root)
     for d in (*SOURCE_DIRS, "exercises"):
         for path in sorted((root / EDITION / d).glob("*.ipynb")):
             if path not in expected:

@@ -79,15 +79,21 @@ def expected_exercises(root: Path = ROOT) -> dict[Path, str]:
     return result
 
 
-def stale(root: Path = ROOT) -> list[str]:
-    """Exercise notebooks that are missing, out of date, or have no solutions notebook."""
-    expected = expected_exercises(root)
+def differences(expected: dict[Path, str], root: Path = ROOT) -> list[str]:
+    """One line per generated file of ``expected`` ({path: text}) that is missing or differs on disk."""
     problems = []
     for path, text in expected.items():
         if not path.exists():
             problems.append(f"{path.relative_to(root)} is missing")
         elif path.read_text(encoding="utf-8") != text:
             problems.append(f"{path.relative_to(root)} is out of date")
+    return problems
+
+
+def stale(root: Path = ROOT) -> list[str]:
+    """Exercise notebooks that are missing, out of date, or have no solutions notebook."""
+    expected = expected_exercises(root)
+    problems = differences(expected, root)
     for path in sorted((root / "exercises").glob("*.ipynb")):
         if path not in expected:
             problems.append(f"{path.relative_to(root)} has no solutions/{path.name}")
